@@ -1,0 +1,21 @@
+"""dask_stemnmf: constrained NMF of 4D-STEM scans, out of core on Dask.
+
+Public entry points (see ``DESIGN.md``): :func:`open_4dstem`, :func:`save_4dstem`,
+:func:`simulate_scan`; the command line is ``stemnmf``.
+"""
+
+from ._version import __version__
+from .data import open_4dstem, save_4dstem
+from .errors import InputError, OutputExistsError, StemNMFError, StemNMFWarning
+from .simulate import simulate_scan
+
+__all__ = [
+    "InputError",
+    "OutputExistsError",
+    "StemNMFError",
+    "StemNMFWarning",
+    "__version__",
+    "open_4dstem",
+    "save_4dstem",
+    "simulate_scan",
+]
