@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -255,6 +255,40 @@ def save_4dstem(
     pathlib.Path
         The path written.
     """
+    write_scan(ds, store, overwrite=overwrite, chunks=chunks, clevel=clevel)
+    return Path(store)
+
+
+def write_scan(
+    ds: xr.Dataset,
+    store: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    chunks: ChunksArg = None,
+    clevel: int = 5,
+    also: tuple[Any, ...] = (),
+    extra_attrs: Callable[[tuple[Any, ...]], Mapping[str, Any]] | None = None,
+) -> tuple[Any, ...]:
+    """Write a scan atomically and compute ``also`` in the same pass over the data.
+
+    Parameters
+    ----------
+    ds, store, overwrite, chunks, clevel
+        As for :func:`save_4dstem`.
+    also
+        Dask collections computed together with the write (e.g. value statistics of
+        ``ds.intensity``), so the data are read once.
+    extra_attrs
+        Called with the computed ``also``; the attributes it returns are added to the store
+        before it is renamed into place.
+
+    Returns
+    -------
+    tuple
+        The computed ``also``.
+    """
+    import dask
+    import zarr
     from zarr.codecs import BloscCodec
 
     validate_dataset(ds)
@@ -262,11 +296,10 @@ def save_4dstem(
     ds = ds.copy()
     for var in ds.variables.values():
         var.encoding = {}
+        var.attrs = _clean_attrs(var.attrs)
     ds.attrs = _clean_attrs(ds.attrs)
     ds.attrs["schema_version"] = SCHEMA_VERSION
     ds.attrs.setdefault("writer", f"dask_stemnmf {__version__}")
-    for var in ds.variables.values():
-        var.attrs = _clean_attrs(var.attrs)
     intensity = ds["intensity"].data
     encoding = {
         "intensity": {
@@ -276,5 +309,11 @@ def save_4dstem(
         }
     }
     with atomic_output(store, overwrite=overwrite) as tmp:
-        ds.to_zarr(tmp, mode="w-", zarr_format=3, encoding=encoding, consolidated=False)
-    return Path(store)
+        delayed = ds.to_zarr(
+            tmp, mode="w-", zarr_format=3, encoding=encoding, consolidated=False, compute=False
+        )
+        _, *results = dask.compute(delayed, *also)
+        if extra_attrs is not None:
+            group = zarr.open_group(tmp, mode="r+")
+            group.attrs.update(_clean_attrs(extra_attrs(tuple(results))))
+    return tuple(results)

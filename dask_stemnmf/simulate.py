@@ -103,7 +103,14 @@ def _make_phases(n: int, rng: np.random.Generator) -> list[Phase]:
         a_star = float(rng.uniform(2.7, 3.9))
         b_star = a_star * float(rng.uniform(*ratio))
         phases.append(
-            Phase(name, a_star, b_star, gamma, float(rng.uniform(0.02, 0.04)), int(rng.integers(2**31)))
+            Phase(
+                name,
+                a_star,
+                b_star,
+                gamma,
+                float(rng.uniform(0.02, 0.04)),
+                int(rng.integers(2**31)),
+            )
         )
     return phases
 
@@ -133,7 +140,9 @@ def _halo_profile(k: np.ndarray, k1: float) -> np.ndarray:
     return ring1 + ring2 + background
 
 
-def _thickness_field(shape: tuple[int, int], variation: float, rng: np.random.Generator) -> np.ndarray:
+def _thickness_field(
+    shape: tuple[int, int], variation: float, rng: np.random.Generator
+) -> np.ndarray:
     """Relative thickness ``1 + variation * g``, g a sum of low DCT modes scaled to [-1, 1]."""
     ny, nx = shape
     y = (np.arange(ny) + 0.5) / ny
@@ -166,7 +175,9 @@ def _place_precipitates(
             j = int(rng.integers(i))
             angle = rng.uniform(0, 2 * np.pi)
             dist = 0.75 * (r + radii[j])
-            centres[i] = np.clip(centres[j] + dist * np.array([np.sin(angle), np.cos(angle)]), lo, hi)
+            centres[i] = np.clip(
+                centres[j] + dist * np.array([np.sin(angle), np.cos(angle)]), lo, hi
+            )
             continue
         best, best_gap = lo, -np.inf
         for _ in range(200):
@@ -314,13 +325,26 @@ def simulate_scan(
         raise InputError(f"dark_noise must be >= 0, got {dark_noise}")
     fwhm = probe_fwhm_nm or probe_fwhm_nm_default(beam_energy_kev, convergence_semiangle_mrad)
     settings = _Settings(
-        int(seed), scan_shape, det_shape, int(precipitates), int(phases), float(dose),
-        bool(noise), float(dark_noise), float(scan_step_nm), float(beam_energy_kev),
-        float(convergence_semiangle_mrad), float(fwhm), float(k_max_inv_nm),
+        int(seed),
+        scan_shape,
+        det_shape,
+        int(precipitates),
+        int(phases),
+        float(dose),
+        bool(noise),
+        float(dark_noise),
+        float(scan_step_nm),
+        float(beam_energy_kev),
+        float(convergence_semiangle_mrad),
+        float(fwhm),
+        float(k_max_inv_nm),
         (float(precipitate_diameter_nm[0]), float(precipitate_diameter_nm[1])),
-        float(film_thickness_nm), float(scattered_fraction), float(thickness_variation),
-        float(crystal_contrast), float(halo_k_inv_nm),
-    )  # fmt: skip
+        float(film_thickness_nm),
+        float(scattered_fraction),
+        float(thickness_variation),
+        float(crystal_contrast),
+        float(halo_k_inv_nm),
+    )
     ds = _build(settings, chunk_shape)
     if store is None:
         return ds
@@ -350,7 +374,9 @@ def _build(st: _Settings, chunk_shape: tuple[int, int]) -> xr.Dataset:
     add_disc(beam, *beam_centre, disc_px, 1.0)
     radial_step = 0.25
     k_samples = np.arange(0, math.hypot(qy, qx) / radial_step + 2) * radial_step * dk
-    halo = radial_profile_image((qy, qx), *beam_centre, _halo_profile(k_samples, st.halo_k_inv_nm), radial_step)
+    halo = radial_profile_image(
+        (qy, qx), *beam_centre, _halo_profile(k_samples, st.halo_k_inv_nm), radial_step
+    )
     phase_list = _make_phases(st.phases, rng)
     k_limit = math.hypot(qy, qx) * dk / 2 + disc_px * dk
     spots = [_lattice_spots(ph, k_limit) for ph in phase_list]
@@ -383,9 +409,10 @@ def _build(st: _Settings, chunk_shape: tuple[int, int]) -> xr.Dataset:
         cy, cx = centres[i] / st.scan_step_nm - 0.5  # pixel centres sit at (i + 0.5) * step
         size = 1 << int(math.ceil(math.log2(2 * radii[i] / st.scan_step_nm + 2 * pad + 4)))
         oy, ox = int(round(cy)) - size // 2, int(round(cx)) - size // 2
-        window = bandlimited_sphere_window(
-            size, cy - oy, cx - ox, radii[i], st.scan_step_nm, cutoff
-        ) / st.film_thickness_nm
+        window = (
+            bandlimited_sphere_window(size, cy - oy, cx - ox, radii[i], st.scan_step_nm, cutoff)
+            / st.film_thickness_nm
+        )
         y0, x0 = max(oy, 0), max(ox, 0)
         y1, x1 = min(oy + size, ny), min(ox + size, nx)
         if y0 < y1 and x0 < x1:
@@ -413,9 +440,12 @@ def _build(st: _Settings, chunk_shape: tuple[int, int]) -> xr.Dataset:
     index = da.arange(ny * nx, dtype=np.int64, chunks=ny * nx).reshape(ny, nx).rechunk((cy_, cx_))
     key = noise_seed.generate_state(2, dtype=np.uint64)
     data = da.blockwise(
-        _simulate_chunk, "yxab",
-        maps_da, "syx",
-        index, "yx",
+        _simulate_chunk,
+        "yxab",
+        maps_da,
+        "syx",
+        index,
+        "yx",
         new_axes={"a": qy, "b": qx},
         concatenate=True,
         dtype=dtype,
@@ -426,7 +456,7 @@ def _build(st: _Settings, chunk_shape: tuple[int, int]) -> xr.Dataset:
         dark_noise=st.dark_noise,
         out_dtype=dtype,
         name=f"simulate-scan-{da.core.tokenize(st, chunk_shape)}",
-    )  # fmt: skip
+    )
 
     n_src = maps.shape[0]
     nan_src = np.full(n_src, np.nan)
@@ -448,16 +478,36 @@ def _build(st: _Settings, chunk_shape: tuple[int, int]) -> xr.Dataset:
         "source": ("source", np.arange(n_src), {"long_name": "ground-truth source"}),
     }
     variables = {
-        "intensity": (("scan_y", "scan_x", "k_y", "k_x"), data, {"units": "counts" if st.noise else "electrons"}),
-        "true_maps": (("source", "scan_y", "scan_x"), maps.astype(np.float32), {"units": "electrons per position"}),
-        "true_patterns": (("source", "k_y", "k_x"), pattern_arr.astype(np.float32), {"units": "fraction of the pattern"}),
-        "true_class": (("source",), true_class, {"description": "-1: direct beam or amorphous matrix; else phase index"}),
+        "intensity": (
+            ("scan_y", "scan_x", "k_y", "k_x"),
+            data,
+            {"units": "counts" if st.noise else "electrons"},
+        ),
+        "true_maps": (
+            ("source", "scan_y", "scan_x"),
+            maps.astype(np.float32),
+            {"units": "electrons per position"},
+        ),
+        "true_patterns": (
+            ("source", "k_y", "k_x"),
+            pattern_arr.astype(np.float32),
+            {"units": "fraction of the pattern"},
+        ),
+        "true_class": (
+            ("source",),
+            true_class,
+            {"description": "-1: direct beam or amorphous matrix; else phase index"},
+        ),
         "true_centre_y": (("source",), centre_y, {"units": "nm"}),
         "true_centre_x": (("source",), centre_x, {"units": "nm"}),
         "true_radius": (("source",), radius, {"units": "nm"}),
         "true_rotation": (("source",), rot, {"units": "deg"}),
-        "true_thickness": (("scan_y", "scan_x"), thickness.astype(np.float32), {"units": "relative to film_thickness_nm"}),
-    }  # fmt: skip
+        "true_thickness": (
+            ("scan_y", "scan_x"),
+            thickness.astype(np.float32),
+            {"units": "relative to film_thickness_nm"},
+        ),
+    }
     attrs: dict[str, Any] = {
         "beam_energy_kev": st.beam_energy_kev,
         "convergence_semiangle_mrad": st.convergence_semiangle_mrad,

@@ -15,7 +15,7 @@ def noisy_block(
     dark_noise: float,
     dtype: np.dtype,
 ) -> np.ndarray:
-    """Expected counts ``maps^T patterns`` with Poisson (and dark) noise, per position.
+    """Draw counts around ``maps^T patterns``: Poisson (and dark) noise, per position.
 
     Each position draws from its own Philox stream (key ``key``, counter word 3 set to the
     position's linear index), so a position's noise does not depend on which chunk holds it.

@@ -1,0 +1,278 @@
+"""The ``stemnmf`` command.
+
+Bad input ends with one line ``error: ...`` on stderr and exit status 2, and writes nothing;
+notes about the data (calibrations, bad values, rechunking) are printed as ``note: ...``.
+``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+from .cluster import SCHEDULER_CHOICES
+from .errors import InputError, StemNMFError, StemNMFWarning
+
+__all__ = ["main"]
+
+EXIT_BAD_INPUT = 2
+
+
+def _pair(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not of the form NxM, e.g. 32x32") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be two positive sizes, e.g. 32x32")
+    return parts[0], parts[1]
+
+
+def _chunks(text: str) -> Any:
+    return "auto" if text == "auto" else _pair(text)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def _scheduler_arg(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument(
+        "--scheduler",
+        default=default,
+        metavar="SPEC",
+        help=f"{' | '.join(SCHEDULER_CHOICES)} | tcp://HOST:PORT (default: {default})",
+    )
+    p.add_argument("--workers", type=int, default=None, help="worker processes of 'local'")
+
+
+def _simulate_args(p: argparse.ArgumentParser, scan: str, detector: str, precipitates: int) -> None:
+    p.add_argument("--scan", type=_pair, default=_pair(scan), help=f"scan size (default {scan})")
+    p.add_argument(
+        "--detector",
+        type=_pair,
+        default=_pair(detector),
+        help=f"detector size (default {detector})",
+    )
+    p.add_argument("--precipitates", type=int, default=precipitates, help=f"default {precipitates}")
+    p.add_argument("--phases", type=int, default=3, help="crystalline phases (default 3)")
+    p.add_argument(
+        "--dose", type=_positive, default=5000.0, help="electrons per pattern (default 5000)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chunks", type=_pair, default=(32, 32), help="scan chunks (default 32x32)")
+    p.add_argument(
+        "--dark-noise", type=float, default=0.0, help="detector noise, counts (default 0)"
+    )
+    p.add_argument("--no-noise", action="store_true", help="store the float32 expectation")
+    p.add_argument("--scan-step", type=_positive, default=0.3, help="nm (default 0.3)")
+    p.add_argument("--beam-energy", type=_positive, default=200.0, help="keV (default 200)")
+    p.add_argument(
+        "--convergence", type=_positive, default=1.5, help="semi-angle, mrad (default 1.5)"
+    )
+    p.add_argument("--probe-fwhm", type=_positive, default=None, help="nm (default: Airy probe)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stemnmf",
+        description="Constrained NMF of 4D-STEM scans on Dask: data, simulation, analysis.",
+    )
+    parser.add_argument("--version", action="version", version=f"dask_stemnmf {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("simulate", help="write a synthetic scan with ground truth")
+    p.add_argument("output", metavar="OUT.zarr")
+    _simulate_args(p, "128x128", "128x128", 12)
+    p.add_argument("--overwrite", action="store_true")
+    _scheduler_arg(p, "local")
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("info", help="describe a stored scan and check it")
+    p.add_argument("store", metavar="SCAN.zarr")
+    p.add_argument("--quick", action="store_true", help="skip the pass over the values")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _scheduler_arg(p, "threads")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("convert", help="stream a scan from another format into zarr")
+    p.add_argument("input", metavar="INPUT")
+    p.add_argument("output", metavar="OUT.zarr")
+    p.add_argument("--dataset", default=None, help="HDF5 dataset path")
+    p.add_argument("--chunks", type=_chunks, default="auto", help="scan chunks, NxM or auto")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--scan-step", type=_positive, default=None, help="nm")
+    p.add_argument("--k-step", type=_positive, default=None, help="detector pixel, in --k-units")
+    p.add_argument("--k-units", choices=("1/nm", "mrad"), default="1/nm")
+    p.add_argument("--energy-step", type=_positive, default=None, help="eV (spectrum images)")
+    p.add_argument("--energy-offset", type=float, default=0.0, help="eV (spectrum images)")
+    p.add_argument("--beam-energy", type=_positive, default=None, help="keV")
+    p.add_argument("--convergence", type=_positive, default=None, help="semi-angle, mrad")
+    _scheduler_arg(p, "threads")
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("demo", help="simulate a small scan and run the pipeline on it")
+    p.add_argument(
+        "--out", type=Path, default=Path("stemnmf-demo"), help="folder (default ./stemnmf-demo)"
+    )
+    _simulate_args(p, "64x64", "64x64", 8)
+    _scheduler_arg(p, "local")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def _simulate_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "seed": args.seed,
+        "scan": args.scan,
+        "detector": args.detector,
+        "precipitates": args.precipitates,
+        "phases": args.phases,
+        "dose": args.dose,
+        "noise": not args.no_noise,
+        "dark_noise": args.dark_noise,
+        "scan_step_nm": args.scan_step,
+        "beam_energy_kev": args.beam_energy,
+        "convergence_semiangle_mrad": args.convergence,
+        "probe_fwhm_nm": args.probe_fwhm,
+        "chunks": args.chunks,
+    }
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from ._fsutil import check_output_path
+    from .cluster import scheduler
+    from .simulate import simulate_scan
+
+    check_output_path(args.output, overwrite=args.overwrite)
+    start = time.perf_counter()
+    with scheduler(args.scheduler, n_workers=args.workers) as where:
+        ds = simulate_scan(args.output, overwrite=args.overwrite, **_simulate_kwargs(args))
+    shape = " x ".join(str(s) for s in ds["intensity"].shape)
+    took = time.perf_counter() - start
+    print(f"wrote {args.output}: {shape} {ds['intensity'].dtype} in {took:.1f} s ({where})")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .cluster import scheduler
+    from .inspect import describe, format_description
+
+    with scheduler(args.scheduler, n_workers=args.workers, progress=False):
+        info = describe(args.store, check_values=not args.quick)
+    print(json.dumps(info, indent=2) if args.json else format_description(info))
+    if not info["validates"]:
+        problems = "; ".join(n for n in info["notes"] if "NaN" in n or "negative" in n)
+        raise InputError(f"{args.store} does not validate: {problems}")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from ._fsutil import check_output_path
+    from .cluster import scheduler
+    from .convert import Calibration, convert
+
+    check_output_path(args.output, overwrite=args.overwrite)
+    cal = Calibration(
+        scan_step_nm=args.scan_step,
+        k_step=args.k_step,
+        k_units=args.k_units,
+        energy_step_ev=args.energy_step,
+        energy_offset_ev=args.energy_offset,
+        beam_energy_kev=args.beam_energy,
+        convergence_semiangle_mrad=args.convergence,
+    )
+    start = time.perf_counter()
+    with scheduler(args.scheduler, n_workers=args.workers):
+        result = convert(
+            args.input, args.output, dataset=args.dataset, chunks=args.chunks,
+            overwrite=args.overwrite, calibration=cal,
+        )  # fmt: skip
+    print(f"wrote {result.output} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .cluster import scheduler
+    from .inspect import describe, format_description
+    from .simulate import simulate_scan
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    store = args.out / "scan.zarr"
+    start = time.perf_counter()
+    with scheduler(args.scheduler, n_workers=args.workers) as where:
+        print(f"simulating a {args.scan[0]} x {args.scan[1]} scan into {store} ({where})")
+        simulate_scan(store, overwrite=True, **_simulate_kwargs(args))
+        info = describe(store)
+    print(format_description(info))
+    print(f"demo finished in {time.perf_counter() - start:.1f} s; output in {args.out}/")
+    return 0
+
+
+def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StemNMFWarning)
+        try:
+            return func(args)
+        finally:
+            for w in caught:
+                if issubclass(w.category, StemNMFWarning):
+                    print(f"note: {w.message}", file=sys.stderr)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``stemnmf`` command; return its exit status.
+
+    Parameters
+    ----------
+    argv
+        Arguments without the program name (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 2 for bad input, 1 for an unexpected failure, 130 when interrupted.
+    """
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args.func, args)
+    except StemNMFError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"error: unexpected failure ({type(exc).__name__}: {exc}); rerun with --debug "
+            "for the traceback and report it",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
