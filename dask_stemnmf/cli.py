@@ -15,7 +15,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ._version import __version__
 from .cluster import SCHEDULER_CHOICES
@@ -89,8 +89,15 @@ def _simulate_args(p: argparse.ArgumentParser, scan: str, detector: str, precipi
     p.add_argument("--probe-fwhm", type=_positive, default=None, help="nm (default: Airy probe)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument parser whose usage errors are one line and exit with status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="stemnmf",
         description="Constrained NMF of 4D-STEM scans on Dask: data, simulation, analysis.",
     )

@@ -22,7 +22,7 @@ import xarray as xr
 
 from ._fsutil import check_output_path
 from ._version import __version__
-from .data import ChunksArg, open_4dstem, write_scan
+from .data import ChunksArg, _scan_chunks_arg, open_4dstem, write_scan
 from .errors import StemNMFWarning
 from .readers import Axis, RawScan, read_raw
 from .schema import DIMS_4D, DIMS_SPECTRUM, SCHEMA_VERSION
@@ -232,7 +232,9 @@ def convert(
         ds.attrs.setdefault("source", str(src))
         notes: list[str] = []
     else:
-        ds, notes = dataset_from_raw(read_raw(src, dataset=dataset), calibration)
+        asked = _scan_chunks_arg(chunks, None)
+        raw = read_raw(src, dataset=dataset, chunks=asked)
+        ds, notes = dataset_from_raw(raw, calibration)
     ds.attrs["converted_by"] = f"dask_stemnmf {__version__}"
     ds.attrs["converted_from"] = str(src.absolute())
     intensity = ds["intensity"].data

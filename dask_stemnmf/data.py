@@ -85,10 +85,13 @@ def plan_scan_chunks(
     return sy, sx
 
 
-def _scan_chunks_arg(chunks: ChunksArg, ds: xr.Dataset) -> tuple[int, int] | None:
+def _scan_chunks_arg(chunks: ChunksArg, ds: xr.Dataset | None) -> tuple[int, int] | None:
+    """Parse a ``chunks`` argument; ``None`` for "auto"/"keep". A mapping needs ``ds``."""
     if chunks is None or chunks == "auto":
         return None
     if isinstance(chunks, Mapping):
+        if ds is None:
+            raise InputError("chunks must be (cy, cx) here, e.g. (32, 32)")
         unknown = set(chunks) - set(SCAN_DIMS)
         if unknown:
             raise InputError(

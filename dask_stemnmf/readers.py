@@ -120,20 +120,34 @@ def _check_shape(shape: tuple[int, ...], path: Path, where: str) -> None:
         raise InputError(f"{path}{where} is empty: shape {tuple(shape)}")
 
 
-def _chunked(array: Any, shape: tuple[int, ...], stored: tuple[int, int] | None) -> da.Array:
-    bpp = COMPUTE_ITEMSIZE * math.prod(shape[2:])
-    cy, cx = plan_scan_chunks((shape[0], shape[1]), bpp, stored)
-    return da.from_array(array, chunks=(cy, cx) + tuple(-1 for _ in shape[2:]), lock=False)
+def _scan_chunks(
+    shape: tuple[int, ...], stored: tuple[int, int] | None, asked: tuple[int, int] | None
+) -> tuple[int, ...]:
+    if asked is not None:
+        cy, cx = asked
+    else:
+        bpp = COMPUTE_ITEMSIZE * math.prod(shape[2:])
+        cy, cx = plan_scan_chunks((shape[0], shape[1]), bpp, stored)
+    return (min(cy, shape[0]), min(cx, shape[1])) + tuple(-1 for _ in shape[2:])
 
 
-def _read_npy(path: Path) -> RawScan:
+def _chunked(
+    array: Any,
+    shape: tuple[int, ...],
+    stored: tuple[int, int] | None,
+    asked: tuple[int, int] | None,
+) -> da.Array:
+    return da.from_array(array, chunks=_scan_chunks(shape, stored, asked), lock=False)
+
+
+def _read_npy(path: Path, chunks: tuple[int, int] | None) -> RawScan:
     try:
         mm = np.load(path, mmap_mode="r")
     except ValueError as exc:
         raise InputError(f"{path} is not a readable .npy file: {exc}") from None
     check_dtype(mm.dtype, f"{path}")
     _check_shape(mm.shape, path, "")
-    data = _chunked(_NpySlicer(path, mm.shape, mm.dtype), mm.shape, None)
+    data = _chunked(_NpySlicer(path, mm.shape, mm.dtype), mm.shape, None, chunks)
     return RawScan(data, [Axis() for _ in mm.shape], {}, "NumPy .npy (memory-mapped)")
 
 
@@ -168,7 +182,7 @@ def _h5_candidates(f: Any) -> list[str]:
     return emd or found
 
 
-def _read_hdf5(path: Path, dataset: str | None) -> RawScan:
+def _read_hdf5(path: Path, dataset: str | None, chunks: tuple[int, int] | None) -> RawScan:
     try:
         import h5py
     except ImportError:
@@ -199,7 +213,7 @@ def _read_hdf5(path: Path, dataset: str | None) -> RawScan:
         axes = _emd_axes(dset.parent, dset.ndim)
         stored = (dset.chunks[0], dset.chunks[1]) if dset.chunks else None
         slicer = _H5Slicer(path, dset.name, dset.shape, dset.dtype)
-        data = _chunked(slicer, dset.shape, stored)
+        data = _chunked(slicer, dset.shape, stored, chunks)
     return RawScan(data, axes, {}, f"HDF5 dataset {dataset}")
 
 
@@ -213,7 +227,7 @@ def _metadata_attrs(metadata: dict[str, Any]) -> dict[str, Any]:
     return attrs
 
 
-def _read_rsciio(path: Path, plugin: str) -> RawScan:
+def _read_rsciio(path: Path, plugin: str, chunks: tuple[int, int] | None) -> RawScan:
     try:
         module = importlib.import_module(f"rsciio.{plugin}")
     except ImportError as exc:
@@ -245,16 +259,16 @@ def _read_rsciio(path: Path, plugin: str) -> RawScan:
     ]
     if isinstance(data, da.Array):
         stored = (data.chunks[0][0], data.chunks[1][0])
-        bpp = COMPUTE_ITEMSIZE * math.prod(data.shape[2:])
-        cy, cx = plan_scan_chunks(data.shape[:2], bpp, stored)
-        array = data.rechunk((cy, cx) + tuple(-1 for _ in data.shape[2:]))
+        array = data.rechunk(_scan_chunks(data.shape, stored, chunks))
     else:
-        array = _chunked(np.asarray(data), data.shape, None)
+        array = _chunked(np.asarray(data), data.shape, None, chunks)
     attrs = _metadata_attrs(signal.get("metadata", {}))
     return RawScan(array, axes, attrs, f"rosettasciio {plugin}")
 
 
-def read_raw(path: str | Path, *, dataset: str | None = None) -> RawScan:
+def read_raw(
+    path: str | Path, *, dataset: str | None = None, chunks: tuple[int, int] | None = None
+) -> RawScan:
     """Open a detector file lazily, choosing the reader by suffix.
 
     Parameters
@@ -265,6 +279,9 @@ def read_raw(path: str | Path, *, dataset: str | None = None) -> RawScan:
         extra). Arrays are taken with the scan axes first.
     dataset
         HDF5 dataset path, when the file holds several candidates.
+    chunks
+        Scan chunks ``(cy, cx)`` to read in; default about 128 MiB of float32 per chunk,
+        aligned to the file's own chunks where it has them.
 
     Returns
     -------
@@ -282,15 +299,15 @@ def read_raw(path: str | Path, *, dataset: str | None = None) -> RawScan:
         raise InputError(f"{p}: no such file or directory")
     suffix = p.suffix.lower()
     if suffix == ".npy":
-        return _read_npy(p)
+        return _read_npy(p, chunks)
     if suffix in HDF5_SUFFIXES:
         if suffix == ".emd" and dataset is None and _is_velox(p):
-            return _read_rsciio(p, "emd")
-        return _read_hdf5(p, dataset)
+            return _read_rsciio(p, "emd", chunks)
+        return _read_hdf5(p, dataset, chunks)
     if suffix in RSCIIO_FORMATS:
         if suffix == ".hdr":
             p = p.with_suffix(".mib")
-        return _read_rsciio(p, RSCIIO_FORMATS[suffix])
+        return _read_rsciio(p, RSCIIO_FORMATS[suffix], chunks)
     known = ", ".join(sorted({".npy", *HDF5_SUFFIXES, *RSCIIO_FORMATS, ".zarr"}))
     raise InputError(f"{p}: unknown format {suffix or '(no suffix)'!r}; supported: {known}")
 

@@ -43,7 +43,9 @@ def small_store(tmp_path_factory) -> Path:
     """A small simulated scan on disk; tests must not modify it."""
     path = tmp_path_factory.mktemp("stores") / "small.zarr"
     with dask.config.set(scheduler="synchronous"):
-        simulate_scan(path, scan=(24, 20), detector=(32, 32), precipitates=5, phases=2, chunks=(8, 8))
+        simulate_scan(
+            path, scan=(24, 20), detector=(32, 32), precipitates=5, phases=2, chunks=(8, 8)
+        )
     return path
 
 

@@ -22,7 +22,9 @@ def value_stats(values: np.ndarray) -> list[float]:
     return [n_nan, n_inf, n_neg, lo, hi]
 
 
-def disc(shape: tuple[int, int], cy: float, cx: float, radius: float, oversample: int = 16) -> np.ndarray:
+def disc(
+    shape: tuple[int, int], cy: float, cx: float, radius: float, oversample: int = 16
+) -> np.ndarray:
     """Disc coverage per pixel by supersampling each pixel on an oversample^2 grid."""
     sub = (np.arange(oversample) + 0.5) / oversample - 0.5
     yy = np.arange(shape[0])[:, None, None, None] + sub[None, None, :, None] - cy

@@ -26,7 +26,9 @@ def test_same_data_on_a_cluster_of_processes(tmp_path, small_store):
     from distributed import Client, LocalCluster
 
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
         Client(cluster),
     ):
         ds = simulate_scan(tmp_path / "c.zarr", chunks=(6, 7), **KW)
@@ -39,19 +41,31 @@ def test_seeds_differ_and_repeat():
     b = simulate_scan(seed=2, **KW)
     assert not np.array_equal(a["true_centre_y"].values[2:], b["true_centre_y"].values[2:])
     assert not np.array_equal(a["intensity"].values, b["intensity"].values)
-    np.testing.assert_array_equal(a["intensity"].values, simulate_scan(seed=1, **KW)["intensity"].values)
+    np.testing.assert_array_equal(
+        a["intensity"].values, simulate_scan(seed=1, **KW)["intensity"].values
+    )
 
 
 def test_noise_free_data_is_the_sum_of_maps_times_patterns():
     ds = simulate_scan(noise=False, **KW)
     assert ds["intensity"].dtype == np.float32
-    expected = np.einsum("syx,sab->yxab", ds["true_maps"].values.astype(float), ds["true_patterns"].values.astype(float))
-    np.testing.assert_allclose(ds["intensity"].values, expected, rtol=1e-5, atol=1e-6 * expected.max())
+    expected = np.einsum(
+        "syx,sab->yxab",
+        ds["true_maps"].values.astype(float),
+        ds["true_patterns"].values.astype(float),
+    )
+    np.testing.assert_allclose(
+        ds["intensity"].values, expected, rtol=1e-5, atol=1e-6 * expected.max()
+    )
 
 
 def test_counts_are_poisson_around_the_expectation():
     ds = simulate_scan(dose=2000.0, **KW)
-    lam = np.einsum("syx,sab->yxab", ds["true_maps"].values.astype(float), ds["true_patterns"].values.astype(float))
+    lam = np.einsum(
+        "syx,sab->yxab",
+        ds["true_maps"].values.astype(float),
+        ds["true_patterns"].values.astype(float),
+    )
     counts = ds["intensity"].values.astype(float)
     assert ds["intensity"].dtype == np.uint16
     keep = lam > 5
@@ -138,7 +152,8 @@ def test_same_phase_patterns_are_rotations_of_each_other():
                 same.append(cosine(turned, patterns[j]))
             else:
                 best = max(
-                    cosine(naive.rotate(patterns[i], cy, cx, a), patterns[j]) for a in range(0, 360, 2)
+                    cosine(naive.rotate(patterns[i], cy, cx, a), patterns[j])
+                    for a in range(0, 360, 2)
                 )
                 other.append(best)
     assert min(same) > 0.9
