@@ -234,16 +234,26 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command, then print its data notes as ``note:`` lines and other warnings as usual."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StemNMFWarning)
         try:
             return func(args)
         finally:
-            for w in caught:
-                if issubclass(w.category, StemNMFWarning):
-                    print(f"note: {w.message}", file=sys.stderr)
-                else:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+            # print, never warnings.showwarning: inside this context it appends to `caught`
+            _report(list(caught))
+
+
+def _report(caught: list[warnings.WarningMessage]) -> None:
+    for w in caught:
+        if issubclass(w.category, StemNMFWarning):
+            print(f"note: {w.message}", file=sys.stderr)
+        else:
+            print(
+                warnings.formatwarning(w.message, w.category, w.filename, w.lineno),
+                end="",
+                file=sys.stderr,
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,8 +18,9 @@ The model, per scan position ``p`` with dose ``D`` electrons per pattern:
 - counts are Poisson (plus optional Gaussian dark noise), drawn per position from its own
   random stream, so the data are identical whatever the chunking.
 
-Only the maps (``source x scan``, small) are computed up front; the data are produced chunk
-by chunk, so memory stays bounded by the chunk size whatever the scan size.
+Only a few numbers are drawn up front (patterns, precipitate centres, sizes, rotations and
+phases, the thickness modes); maps and data are produced chunk by chunk from them, so memory
+stays bounded by the chunk size whatever the scan size, and the task graph stays small.
 """
 
 from __future__ import annotations
@@ -140,21 +141,86 @@ def _halo_profile(k: np.ndarray, k1: float) -> np.ndarray:
     return ring1 + ring2 + background
 
 
-def _thickness_field(
-    shape: tuple[int, int], variation: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Relative thickness ``1 + variation * g``, g a sum of low DCT modes scaled to [-1, 1]."""
-    ny, nx = shape
-    y = (np.arange(ny) + 0.5) / ny
-    x = (np.arange(nx) + 0.5) / nx
-    field = np.zeros(shape)
-    for my, mx in ((1, 0), (0, 1), (1, 1), (2, 1), (1, 2)):
-        amp = rng.normal()
+_THICKNESS_MODES = ((1, 0), (0, 1), (1, 1), (2, 1), (1, 2))
+
+
+def _thickness_modes(variation: float, rng: np.random.Generator) -> np.ndarray:
+    """Draw the amplitudes of the low DCT modes of the thickness; its range is +-variation.
+
+    The scale comes from the continuous field sampled on a fine grid (the modes are slow),
+    so it does not depend on the scan size or the chunking.
+    """
+    amps = rng.normal(size=len(_THICKNESS_MODES))
+    u = (np.arange(256) + 0.5) / 256
+    peak = np.abs(_modes_on(amps, u, u)).max()
+    return amps * (variation / peak if peak > 0 else 0.0)
+
+
+def _modes_on(amps: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Evaluate the thickness modes at fractional positions ``y`` (rows) and ``x`` (columns)."""
+    field = np.zeros((y.size, x.size))
+    for amp, (my, mx) in zip(amps, _THICKNESS_MODES, strict=True):
         field += amp * np.cos(np.pi * my * y)[:, None] * np.cos(np.pi * mx * x)[None, :]
-    peak = np.abs(field).max()
-    if peak > 0:
-        field /= peak
-    return 1.0 + variation * field
+    return field
+
+
+@dataclass(frozen=True, eq=False)
+class _MapModel:
+    """Everything needed to compute the maps of any block of scan positions (a few kB)."""
+
+    scan: tuple[int, int]
+    step: float
+    dose: float
+    scattered_fraction: float
+    crystal_contrast: float
+    film_thickness: float
+    cutoff: float
+    centres_px: np.ndarray  # (n, 2) precipitate centres in pixels (pixel i spans [i, i + 1))
+    radii: np.ndarray  # (n,) nm
+    window: np.ndarray  # (n,) window side in pixels
+    origin: np.ndarray  # (n, 2) window origin in pixels
+    thickness_modes: np.ndarray
+
+    @property
+    def n_sources(self) -> int:
+        return 2 + self.radii.size
+
+    def thickness(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Relative thickness ``(y1 - y0, x1 - x0)`` of a block."""
+        ny, nx = self.scan
+        y = (np.arange(y0, y1) + 0.5) / ny
+        x = (np.arange(x0, x1) + 0.5) / nx
+        return 1.0 + _modes_on(self.thickness_modes, y, x)
+
+    def maps(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Return the maps ``(source, y1 - y0, x1 - x0)`` in electrons per position, float64.
+
+        Each precipitate's probe-blurred occupancy comes from its own fixed window, so a
+        position's value does not depend on the block that holds it.
+        """
+        n = self.radii.size
+        occupancy = np.zeros((n, y1 - y0, x1 - x0))
+        for i in range(n):
+            oy, ox = (int(v) for v in self.origin[i])
+            size = int(self.window[i])
+            ya, yb = max(oy, y0), min(oy + size, y1)
+            xa, xb = max(ox, x0), min(ox + size, x1)
+            if ya >= yb or xa >= xb:
+                continue
+            cy, cx = self.centres_px[i] - 0.5 - self.origin[i]
+            win = bandlimited_sphere_window(size, cy, cx, self.radii[i], self.step, self.cutoff)
+            occupancy[i, ya - y0 : yb - y0, xa - x0 : xb - x0] = (
+                win[ya - oy : yb - oy, xa - ox : xb - ox] / self.film_thickness
+            )
+        total = occupancy.sum(axis=0)
+        over = total > 0.9
+        if over.any():
+            occupancy *= np.where(over, 0.9 / np.maximum(total, 1e-12), 1.0)
+        scattered = 1.0 - (1.0 - self.scattered_fraction) ** self.thickness(y0, y1, x0, x1)
+        precip = self.dose * scattered * self.crystal_contrast * occupancy
+        matrix = self.dose * scattered * (1.0 - occupancy.sum(axis=0))
+        beam = np.clip(self.dose - matrix - precip.sum(axis=0), 0.0, None)
+        return np.concatenate([beam[None], matrix[None], precip])
 
 
 def _place_precipitates(
@@ -401,42 +467,58 @@ def _build(st: _Settings, chunk_shape: tuple[int, int]) -> xr.Dataset:
     sums = pattern_arr.sum(axis=(1, 2), keepdims=True)
     pattern_arr = pattern_arr / np.where(sums > 0, sums, 1.0)
 
-    # Maps (source, ny, nx) in electrons per position.
-    cutoff = 1.028 / st.probe_fwhm_nm
-    occupancy = np.zeros((st.precipitates, ny, nx))
-    pad = int(math.ceil(12 * st.probe_fwhm_nm / st.scan_step_nm))
-    for i in range(st.precipitates):
-        cy, cx = centres[i] / st.scan_step_nm - 0.5  # pixel centres sit at (i + 0.5) * step
-        size = 1 << int(math.ceil(math.log2(2 * radii[i] / st.scan_step_nm + 2 * pad + 4)))
-        oy, ox = int(round(cy)) - size // 2, int(round(cx)) - size // 2
-        window = (
-            bandlimited_sphere_window(size, cy - oy, cx - ox, radii[i], st.scan_step_nm, cutoff)
-            / st.film_thickness_nm
-        )
-        y0, x0 = max(oy, 0), max(ox, 0)
-        y1, x1 = min(oy + size, ny), min(ox + size, nx)
-        if y0 < y1 and x0 < x1:
-            occupancy[i, y0:y1, x0:x1] = window[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
-    total = occupancy.sum(axis=0)
-    too_much = total > 0.9
-    if too_much.any():
-        occupancy *= np.where(too_much, 0.9 / np.maximum(total, 1e-12), 1.0)
-    thickness = _thickness_field((ny, nx), st.thickness_variation, rng)
-    scattered = 1.0 - (1.0 - st.scattered_fraction) ** thickness
-    precip_maps = st.dose * scattered * st.crystal_contrast * occupancy
-    matrix_map = st.dose * scattered * (1.0 - occupancy.sum(axis=0))
-    beam_map = np.clip(st.dose - matrix_map - precip_maps.sum(axis=0), 0.0, None)
-    maps = np.concatenate([beam_map[None], matrix_map[None], precip_maps])
+    # Maps (source, ny, nx) in electrons per position, computed block by block.
+    pad = math.ceil(12 * st.probe_fwhm_nm / st.scan_step_nm)
+    centres_px = centres / st.scan_step_nm
+    window = np.array(
+        [1 << math.ceil(math.log2(2 * r / st.scan_step_nm + 2 * pad + 4)) for r in radii], dtype=int
+    ).reshape(-1)
+    origin = np.round(centres_px - 0.5).astype(int) - window[:, None] // 2
+    model = _MapModel(
+        scan=(ny, nx),
+        step=st.scan_step_nm,
+        dose=st.dose,
+        scattered_fraction=st.scattered_fraction,
+        crystal_contrast=st.crystal_contrast,
+        film_thickness=st.film_thickness_nm,
+        cutoff=1.028 / st.probe_fwhm_nm,
+        centres_px=centres_px.reshape(-1, 2),
+        radii=radii,
+        window=window,
+        origin=origin.reshape(-1, 2),
+        thickness_modes=_thickness_modes(st.thickness_variation, rng),
+    )
+    n_src = model.n_sources
+    cy_, cx_ = min(chunk_shape[0], ny), min(chunk_shape[1], nx)
+    token = da.core.tokenize(st, chunk_shape)
+    maps_da = da.map_blocks(
+        _maps_chunk,
+        chunks=(
+            (n_src,),
+            da.core.normalize_chunks(cy_, (ny,))[0],
+            da.core.normalize_chunks(cx_, (nx,))[0],
+        ),
+        dtype=np.float64,
+        meta=np.empty((0, 0, 0)),
+        model=model,
+        name=f"simulate-maps-{token}",
+    )
+    thickness_da = da.map_blocks(
+        _thickness_chunk,
+        chunks=maps_da.chunks[1:],
+        dtype=np.float64,
+        meta=np.empty((0, 0)),
+        model=model,
+        name=f"simulate-thickness-{token}",
+    )
 
-    # Data, chunk by chunk.
+    # Data, chunk by chunk. Every map is at most the dose, and the maps sum to the dose.
     flat_patterns = pattern_arr.reshape(pattern_arr.shape[0], -1)
     if st.noise:
-        peak = float((maps.max(axis=(1, 2)) * flat_patterns.max(axis=1)).sum())
-        dtype = _int_dtype(peak, st.dark_noise)
+        dtype = _int_dtype(st.dose * float(flat_patterns.max()), st.dark_noise)
     else:
         dtype = np.dtype(np.float32)
-    cy_, cx_ = min(chunk_shape[0], ny), min(chunk_shape[1], nx)
-    maps_da = da.from_array(maps, chunks=(-1, cy_, cx_), name=False)
+    patterns_da = da.from_array(flat_patterns, chunks=-1, name=f"simulate-patterns-{token}")
     index = da.arange(ny * nx, dtype=np.int64, chunks=ny * nx).reshape(ny, nx).rechunk((cy_, cx_))
     key = noise_seed.generate_state(2, dtype=np.uint64)
     data = da.blockwise(
@@ -446,19 +528,19 @@ def _build(st: _Settings, chunk_shape: tuple[int, int]) -> xr.Dataset:
         "syx",
         index,
         "yx",
+        patterns_da,
+        "sp",
         new_axes={"a": qy, "b": qx},
         concatenate=True,
         dtype=dtype,
         meta=np.empty((0, 0, 0, 0), dtype=dtype),
-        patterns=flat_patterns,
         det_shape=(qy, qx),
         key=key,
         dark_noise=st.dark_noise,
         out_dtype=dtype,
-        name=f"simulate-scan-{da.core.tokenize(st, chunk_shape)}",
+        name=f"simulate-scan-{token}",
     )
 
-    n_src = maps.shape[0]
     nan_src = np.full(n_src, np.nan)
     centre_y, centre_x, radius, rot = nan_src.copy(), nan_src.copy(), nan_src.copy(), nan_src.copy()
     centre_y[2:], centre_x[2:] = centres[:, 0], centres[:, 1]
@@ -485,7 +567,7 @@ def _build(st: _Settings, chunk_shape: tuple[int, int]) -> xr.Dataset:
         ),
         "true_maps": (
             ("source", "scan_y", "scan_x"),
-            maps.astype(np.float32),
+            maps_da.astype(np.float32),
             {"units": "electrons per position"},
         ),
         "true_patterns": (
@@ -504,7 +586,7 @@ def _build(st: _Settings, chunk_shape: tuple[int, int]) -> xr.Dataset:
         "true_rotation": (("source",), rot, {"units": "deg"}),
         "true_thickness": (
             ("scan_y", "scan_x"),
-            thickness.astype(np.float32),
+            thickness_da.astype(np.float32),
             {"units": "relative to film_thickness_nm"},
         ),
     }
@@ -525,11 +607,21 @@ def _build(st: _Settings, chunk_shape: tuple[int, int]) -> xr.Dataset:
     return xr.Dataset(variables, coords=coords, attrs=attrs)
 
 
+def _maps_chunk(*, model: _MapModel, block_info: dict[Any, Any] | None = None) -> np.ndarray:
+    (_, _), (y0, y1), (x0, x1) = block_info[None]["array-location"]
+    return model.maps(y0, y1, x0, x1)
+
+
+def _thickness_chunk(*, model: _MapModel, block_info: dict[Any, Any] | None = None) -> np.ndarray:
+    (y0, y1), (x0, x1) = block_info[None]["array-location"]
+    return model.thickness(y0, y1, x0, x1)
+
+
 def _simulate_chunk(
     maps: np.ndarray,
     index: np.ndarray,
-    *,
     patterns: np.ndarray,
+    *,
     det_shape: tuple[int, int],
     key: np.ndarray,
     dark_noise: float,

@@ -215,3 +215,20 @@ def test_real_process_bad_input_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: nope.zarr: no such file or directory"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_other_warnings_are_printed_once_after_the_command(capsys):
+    import argparse
+    import warnings
+
+    from dask_stemnmf.cli import _run
+
+    def command(args):
+        warnings.warn("library warning", UserWarning, stacklevel=1)
+        warnings.warn("data note", __import__("dask_stemnmf").StemNMFWarning, stacklevel=1)
+        return 0
+
+    assert _run(command, argparse.Namespace()) == 0
+    err = capsys.readouterr().err
+    assert err.count("library warning") == 1
+    assert err.count("note: data note") == 1
