@@ -230,5 +230,5 @@ def test_other_warnings_are_printed_once_after_the_command(capsys):
 
     assert _run(command, argparse.Namespace()) == 0
     err = capsys.readouterr().err
-    assert err.count("library warning") == 1
+    assert err.count("UserWarning: library warning") == 1
     assert err.count("note: data note") == 1
