@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -218,7 +218,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _clean_attrs(attrs: Mapping[Hashable, Any]) -> dict[str, Any]:
+def _clean_attrs(attrs: Mapping[Any, Any]) -> dict[str, Any]:
     return {str(k): _plain(v) for k, v in attrs.items()}
 
 

@@ -608,11 +608,13 @@ def _build(st: _Settings, chunk_shape: tuple[int, int]) -> xr.Dataset:
 
 
 def _maps_chunk(*, model: _MapModel, block_info: dict[Any, Any] | None = None) -> np.ndarray:
+    assert block_info is not None  # dask passes it
     (_, _), (y0, y1), (x0, x1) = block_info[None]["array-location"]
     return model.maps(y0, y1, x0, x1)
 
 
 def _thickness_chunk(*, model: _MapModel, block_info: dict[Any, Any] | None = None) -> np.ndarray:
+    assert block_info is not None  # dask passes it
     (y0, y1), (x0, x1) = block_info[None]["array-location"]
     return model.thickness(y0, y1, x0, x1)
 
