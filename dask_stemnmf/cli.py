@@ -180,7 +180,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from .cluster import scheduler
-    from .inspect import describe, format_description
+    from .info import describe, format_description
 
     with scheduler(args.scheduler, n_workers=args.workers, progress=False):
         info = describe(args.store, check_values=not args.quick)
@@ -218,7 +218,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .cluster import scheduler
-    from .inspect import describe, format_description
+    from .info import describe, format_description
     from .simulate import simulate_scan
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ import xarray as xr
 from ._fsutil import check_output_path
 from ._version import __version__
 from .data import ChunksArg, _scan_chunks_arg, open_4dstem, write_scan
-from .errors import StemNMFWarning
+from .errors import InputError, StemNMFWarning
 from .readers import Axis, RawScan, read_raw
 from .schema import DIMS_4D, DIMS_SPECTRUM, SCHEMA_VERSION
 from .values import ValueReport, needs_value_pass, unchecked_report, value_report_from, value_stats
@@ -224,8 +224,6 @@ def convert(
     out = check_output_path(output, overwrite=overwrite)
     src = Path(source).expanduser()
     if src.exists() and out.exists() and src.resolve() == out.resolve():
-        from .errors import InputError
-
         raise InputError(f"output {out} is the input; write to another path")
     if src.suffix.lower() == ".zarr" or (src / "zarr.json").exists() or (src / ".zgroup").exists():
         ds = open_4dstem(src, chunks=None)

@@ -22,7 +22,9 @@ def test_scan_larger_than_worker_memory_is_generated_within_the_limit(tmp_path):
     scan_bytes = 192 * 192 * 128 * 128 * 2  # 1.1 GiB of uint16
     limit = 512 * 2**20
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, memory_limit=limit, dashboard_address=None) as cluster,
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, memory_limit=limit, dashboard_address=None
+        ) as cluster,
         Client(cluster),
         TreeMemory(os.getpid()) as mem,
     ):
