@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dask
+import numpy as np
 import pytest
+import xarray as xr
 
 from dask_stemnmf import simulate_scan
 
@@ -75,3 +77,20 @@ def raise_if_dask_computes() -> Iterator[_RaiseOnCompute]:
     sched = _RaiseOnCompute()
     with dask.config.set(scheduler=sched):
         yield sched
+
+
+def write_split_store(path: Path) -> xr.Dataset:
+    """Write a (4, 4, 6, 6) uint16 scan whose zarr chunks split the patterns; return it."""
+    dims = ("scan_y", "scan_x", "k_y", "k_x")
+    shape = (4, 4, 6, 6)
+    ds = xr.Dataset(
+        {"intensity": (dims, np.arange(np.prod(shape), dtype="uint16").reshape(shape))},
+        coords={
+            d: (d, np.arange(n, dtype=float), {"units": "px"})
+            for d, n in zip(dims, shape, strict=True)
+        },
+        attrs={"beam_energy_kev": 200.0, "convergence_semiangle_mrad": 1.0, "scan_step_nm": 1.0},
+    )
+    encoding = {"intensity": {"chunks": (2, 2, 3, 3)}}
+    ds.to_zarr(path, zarr_format=3, encoding=encoding, consolidated=False)
+    return ds

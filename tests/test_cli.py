@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import xarray as xr
 
 from dask_stemnmf import open_4dstem
 from dask_stemnmf.cli import main
 
-from .conftest import REAL_DATA, requires_real_data, tree_checksum
+from .conftest import REAL_DATA, requires_real_data, tree_checksum, write_split_store
 
 SYNC = ["--scheduler", "synchronous"]
 
@@ -148,20 +147,7 @@ def test_convert_with_calibration_flags(tmp_path, capsys):
 
 
 def test_chunks_split_note_then_convert_fixes_them(tmp_path, capsys):
-    ds = xr.Dataset(
-        {"intensity": (("scan_y", "scan_x", "k_y", "k_x"), np.ones((4, 4, 6, 6), "uint16"))},
-        coords={
-            d: (d, np.arange(n, dtype=float), {"units": "px"})
-            for d, n in zip(("scan_y", "scan_x", "k_y", "k_x"), (4, 4, 6, 6), strict=True)
-        },
-        attrs={"beam_energy_kev": 200.0, "convergence_semiangle_mrad": 1.0, "scan_step_nm": 1.0},
-    )
-    ds.to_zarr(
-        tmp_path / "split.zarr",
-        zarr_format=3,
-        encoding={"intensity": {"chunks": (2, 2, 3, 3)}},
-        consolidated=False,
-    )
+    write_split_store(tmp_path / "split.zarr")
     code, out, _ = run(capsys, "info", tmp_path / "split.zarr", *SYNC)
     assert code == 0 and "note:" in out and "split the patterns" in out
     code, _, err = run(capsys, "convert", tmp_path / "split.zarr", tmp_path / "fixed.zarr", *SYNC)

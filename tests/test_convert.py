@@ -5,13 +5,19 @@ import tracemalloc
 import dask
 import numpy as np
 import pytest
-import xarray as xr
 
 from dask_stemnmf import InputError, OutputExistsError, StemNMFWarning, open_4dstem
 from dask_stemnmf.convert import Calibration, convert
 from dask_stemnmf.readers import read_raw
 
-from .conftest import REAL_DATA, requires_h5py, requires_real_data, requires_rsciio, tree_checksum
+from .conftest import (
+    REAL_DATA,
+    requires_h5py,
+    requires_real_data,
+    requires_rsciio,
+    tree_checksum,
+    write_split_store,
+)
 
 
 def npy_scan(tmp_path, shape=(6, 5, 8, 9), dtype="uint16", name="scan.npy"):
@@ -138,25 +144,7 @@ def test_nan_inf_and_negative_values_are_counted(tmp_path):
 
 
 def test_chunks_that_split_patterns_are_fixed(tmp_path):
-    ds = xr.Dataset(
-        {
-            "intensity": (
-                ("scan_y", "scan_x", "k_y", "k_x"),
-                np.arange(4 * 4 * 6 * 6, dtype="uint16").reshape(4, 4, 6, 6),
-            )
-        },
-        coords={
-            d: (d, np.arange(n, dtype=float), {"units": "px"})
-            for d, n in zip(("scan_y", "scan_x", "k_y", "k_x"), (4, 4, 6, 6), strict=True)
-        },
-        attrs={"beam_energy_kev": 200.0, "convergence_semiangle_mrad": 1.0, "scan_step_nm": 1.0},
-    )
-    ds.to_zarr(
-        tmp_path / "split.zarr",
-        zarr_format=3,
-        encoding={"intensity": {"chunks": (2, 2, 3, 3)}},
-        consolidated=False,
-    )
+    ds = write_split_store(tmp_path / "split.zarr")
     before = tree_checksum(tmp_path / "split.zarr")
     with pytest.warns(StemNMFWarning, match="split the patterns"):
         result = convert(tmp_path / "split.zarr", tmp_path / "fixed.zarr")
