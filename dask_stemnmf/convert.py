@@ -24,7 +24,7 @@ from ._fsutil import check_output_path
 from ._version import __version__
 from .data import ChunksArg, _scan_chunks_arg, open_4dstem, write_scan
 from .errors import InputError, StemNMFWarning
-from .readers import Axis, RawScan, read_raw
+from .readers import RSCIIO_FORMATS, Axis, RawScan, read_raw
 from .schema import DIMS_4D, DIMS_SPECTRUM, SCHEMA_VERSION
 from .values import ValueReport, needs_value_pass, unchecked_report, value_report_from, value_stats
 
@@ -225,7 +225,8 @@ def convert(
     src = Path(source).expanduser()
     if src.exists() and out.exists() and src.resolve() == out.resolve():
         raise InputError(f"output {out} is the input; write to another path")
-    if src.suffix.lower() == ".zarr" or (src / "zarr.json").exists() or (src / ".zgroup").exists():
+    is_zarr = (src / "zarr.json").exists() or (src / ".zgroup").exists()
+    if src.suffix.lower() not in RSCIIO_FORMATS and (src.suffix.lower() == ".zarr" or is_zarr):
         ds = open_4dstem(src, chunks=None)
         ds.attrs.setdefault("source", str(src))
         notes: list[str] = []

@@ -305,3 +305,82 @@ def test_graph_is_built_without_computing(tmp_path, raise_if_dask_computes):
     assert raise_if_dask_computes.calls == 0
     with dask.config.set(scheduler="synchronous"):
         assert ds["intensity"].sum().compute() > 0
+
+
+def _hyperspy_signal(data):
+    axes = [
+        {"name": "y", "size": 3, "scale": 0.5, "offset": 0.0, "units": "nm", "navigate": True},
+        {"name": "x", "size": 4, "scale": 0.5, "offset": 0.0, "units": "nm", "navigate": True},
+        {
+            "name": "ky",
+            "size": 5,
+            "scale": 0.02,
+            "offset": -0.04,
+            "units": "1/Å",
+            "navigate": False,
+        },
+        {
+            "name": "kx",
+            "size": 6,
+            "scale": 0.02,
+            "offset": -0.06,
+            "units": "1/Å",
+            "navigate": False,
+        },
+    ]
+    tem = {"beam_energy": 300.0, "convergence_angle": 0.9}
+    return {
+        "data": data,
+        "axes": axes,
+        "metadata": {"General": {"title": "t"}, "Acquisition_instrument": {"TEM": tem}},
+        "original_metadata": {},
+        "tmp_parameters": {},
+        "attributes": {"_lazy": False},
+        "learning_results": {},
+        "models": {},
+        "package_info": {"name": "dask_stemnmf_tests", "version": "0"},
+    }
+
+
+def _hspy_to_zspy(hspy_path, zspy_path):
+    """Copy a HyperSpy HDF5 hierarchy into a zarr format 2 store: the .zspy layout."""
+    import h5py
+    import zarr
+
+    def plain(attrs):
+        return {k: (v.item() if hasattr(v, "item") else v) for k, v in attrs.items()}
+
+    root = zarr.open_group(zspy_path, mode="w", zarr_format=2)
+
+    def copy(name, obj):
+        if isinstance(obj, h5py.Group):
+            root.require_group(name).attrs.update(plain(obj.attrs))
+        else:
+            root.create_array(
+                name, shape=obj.shape, dtype=obj.dtype, chunks=(1, 2) + obj.shape[2:]
+            )[:] = obj[()]
+
+    with h5py.File(hspy_path, "r") as f:
+        root.attrs.update(plain(f.attrs))
+        f.visititems(copy)
+
+
+@requires_rsciio
+@pytest.mark.parametrize("suffix", [".hspy", ".zspy"])
+def test_hyperspy_files_convert_with_calibrations_and_beam(tmp_path, suffix):
+    from rsciio import hspy
+
+    data = np.arange(3 * 4 * 5 * 6, dtype="uint16").reshape(3, 4, 5, 6)
+    hspy.file_writer(str(tmp_path / "s.hspy"), _hyperspy_signal(data))
+    src = tmp_path / f"s{suffix}"
+    if suffix == ".zspy":
+        _hspy_to_zspy(tmp_path / "s.hspy", src)
+    result = convert(src, tmp_path / "out.zarr")
+    assert result.notes == []
+    ds = open_4dstem(result.output)
+    np.testing.assert_array_equal(ds["intensity"].values, data)
+    assert ds.attrs["beam_energy_kev"] == 300.0 and ds.attrs["convergence_semiangle_mrad"] == 0.9
+    assert ds.attrs["scan_step_nm"] == 0.5
+    assert float(ds["k_x"][0]) == pytest.approx(-0.6) and float(
+        ds["k_x"][1] - ds["k_x"][0]
+    ) == pytest.approx(0.2)
