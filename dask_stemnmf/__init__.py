@@ -7,15 +7,19 @@ Public entry points (see ``DESIGN.md``): :func:`open_4dstem`, :func:`save_4dstem
 from ._version import __version__
 from .data import open_4dstem, save_4dstem
 from .errors import InputError, OutputExistsError, StemNMFError, StemNMFWarning
+from .nmf import ConstrainedNMF, decompose, pca
 from .simulate import simulate_scan
 
 __all__ = [
+    "ConstrainedNMF",
     "InputError",
     "OutputExistsError",
     "StemNMFError",
     "StemNMFWarning",
     "__version__",
+    "decompose",
     "open_4dstem",
+    "pca",
     "save_4dstem",
     "simulate_scan",
 ]

@@ -6,7 +6,13 @@ The command line prints that line alone (no traceback) and exits with status 2.
 
 from __future__ import annotations
 
-__all__ = ["InputError", "OutputExistsError", "StemNMFError", "StemNMFWarning"]
+__all__ = [
+    "ConvergenceWarning",
+    "InputError",
+    "OutputExistsError",
+    "StemNMFError",
+    "StemNMFWarning",
+]
 
 
 class StemNMFError(ValueError):
@@ -23,3 +29,7 @@ class OutputExistsError(StemNMFError, FileExistsError):
 
 class StemNMFWarning(UserWarning):
     """A note about the data that was fixed or needs attention (rechunking, bad values)."""
+
+
+class ConvergenceWarning(UserWarning):
+    """An iterative fit stopped at ``max_iter`` before meeting its tolerance."""

@@ -1,0 +1,5 @@
+"""The constrained NMF engine: statistics graphs, constraints, solvers and the estimator."""
+
+from .model import ConstrainedNMF, decompose, pca
+
+__all__ = ["ConstrainedNMF", "decompose", "pca"]

@@ -1,0 +1,533 @@
+"""The estimator: constrained NMF of a scan, and the PCA baseline.
+
+The fit alternates a distributed map update (chunk tasks, or one global task under the map
+constraint) with a driver-side diffraction update from tree-reduced statistics; see
+``DESIGN.md`` section 4 and :mod:`dask_stemnmf.nmf.stats`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any, Literal
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from .._kernels.constraints import bandlimit_mask, fill_dips
+from .._kernels.nmf import hals_sweeps, mu_step, nnls_clip
+from .._version import __version__
+from ..data import rechunk_scan
+from ..errors import ConvergenceWarning, InputError
+from ..physics import bragg_disc_radius_inv_nm, probe_cutoff_inv_nm
+from ..schema import validate_dataset
+from ..values import value_report_from, value_stats
+from .init import nndsvda, random_init
+from .stats import (
+    c_update,
+    c_update_constrained,
+    data_products,
+    from_rows,
+    s_statistics,
+    split_statistics,
+    to_rows,
+)
+
+__all__ = ["ConstrainedNMF", "decompose", "pca"]
+
+Solver = Literal["hals", "mu", "als"]
+
+
+def _scan_step(ds: xr.Dataset) -> float:
+    step = float(ds.attrs.get("scan_step_nm", float("nan")))
+    if math.isnan(step):
+        raise InputError(
+            "scan_step_nm is unknown; set ds.attrs['scan_step_nm'] for the map constraint"
+        )
+    return step
+
+
+def map_cutoff(ds: xr.Dataset, map_resolution_nm: float | str) -> float:
+    """Cutoff frequency (cycles per nm) of the map constraint.
+
+    Parameters
+    ----------
+    ds
+        The scan (for ``beam_energy_kev`` and ``convergence_semiangle_mrad``).
+    map_resolution_nm
+        A length ``d`` (the finest period a map may hold: ``q_c = 1/d``), or ``"probe"``:
+        ``q_c = 2 alpha / lambda``, the incoherent imaging limit of the probe.
+
+    Returns
+    -------
+    float
+        ``q_c`` in 1/nm.
+    """
+    if map_resolution_nm == "probe":
+        energy = float(ds.attrs.get("beam_energy_kev", float("nan")))
+        alpha = float(ds.attrs.get("convergence_semiangle_mrad", float("nan")))
+        if math.isnan(energy) or math.isnan(alpha):
+            raise InputError(
+                "map_resolution_nm='probe' needs beam_energy_kev and convergence_semiangle_mrad; "
+                "set them or pass map_resolution_nm in nm"
+            )
+        return probe_cutoff_inv_nm(energy, alpha)
+    value = float(map_resolution_nm)
+    if not value > 0:
+        raise InputError(f"map_resolution_nm must be positive, got {value}")
+    return 1.0 / value
+
+
+def default_continuity_radius(ds: xr.Dataset, signal_dims: tuple[str, ...]) -> float:
+    """One Bragg disc's radius in pixels (from beam energy, semi-angle and calibration); 2 else."""
+    energy = float(ds.attrs.get("beam_energy_kev", float("nan")))
+    alpha = float(ds.attrs.get("convergence_semiangle_mrad", float("nan")))
+    dim = signal_dims[-1]
+    coord = ds[dim].values
+    if len(signal_dims) != 2 or coord.size < 2 or math.isnan(energy) or math.isnan(alpha):
+        return 2.0
+    step = float(coord[1] - coord[0])
+    units = ds[dim].attrs.get("units", "")
+    if units == "1/nm":
+        return max(1.0, bragg_disc_radius_inv_nm(energy, alpha) / step)
+    if units == "mrad":
+        return max(1.0, alpha / step)
+    return 2.0
+
+
+class ConstrainedNMF:
+    """Constrained non-negative matrix factorisation of a 4D-STEM scan (or spectrum image).
+
+    ``D (N positions x M pixels) ~ C S^T`` with maps ``C >= 0`` and diffractions ``S >= 0``,
+    each diffraction normalised to sum 1 (the maps carry the counts). Optional constraints
+    (Kimoto et al., Sci. Rep. 2025): maps band-limited to the microscope's resolution, and
+    diffractions without artificial dips.
+
+    Parameters
+    ----------
+    n_components
+        Number of components ``K``.
+    solver
+        ``"hals"`` (hierarchical ALS with Gillis-Glineur inner loops; default), ``"mu"``
+        (Lee-Seung multiplicative) or ``"als"`` (least squares then clipping).
+    map_resolution_nm
+        ``None`` (no map constraint), a length in nm (``q_c = 1/d``) or ``"probe"``
+        (``q_c = 2 alpha / lambda``).
+    diffraction_continuity
+        Fill artificial dips in the diffractions.
+    init
+        ``"nndsvda"`` or ``"random"``, or a tuple ``(C, S)`` of initial factors
+        (``(scan_y, scan_x, K)`` and ``(M, K)``).
+    max_iter, tol
+        Stop after ``max_iter`` iterations or when the relative loss decreases by less than
+        ``tol`` in an iteration; reaching ``max_iter`` warns.
+    random_state
+        Seed of the initialisation.
+    continuity_radius_px
+        Radius of the closing disc (default one Bragg disc from the calibration).
+    dip_threshold
+        Depth below which a valley is noise, as a fraction of the diffraction's maximum.
+    continuity_warm_start
+        Iterations before the continuity constraint starts.
+    inner_sweeps, inner_tol
+        HALS inner-loop limits.
+    map_sweeps, dykstra_iter
+        Component sweeps and Dykstra steps of the constrained map update.
+    negative
+        ``None`` (refuse negative data), ``"clip"`` or ``"offset"``.
+    persist
+        Keep the data in cluster memory between iterations: ``"auto"`` (when it fits in
+        half the memory), ``True`` or ``False`` (stream from storage every pass).
+    callback
+        Called after every iteration with ``(iteration, relative_loss)``.
+
+    Attributes
+    ----------
+    result_ : xarray.Dataset
+        ``maps (component, scan_y, scan_x)``, ``diffractions (component, *signal)``,
+        ``loss (iteration)`` (residual over ``||D||^2``), attrs with parameters, versions,
+        timings, ``n_iter`` and ``converged``.
+    """
+
+    def __init__(
+        self,
+        n_components: int,
+        *,
+        solver: Solver = "hals",
+        map_resolution_nm: float | str | None = None,
+        diffraction_continuity: bool = True,
+        init: str | tuple[Any, Any] = "nndsvda",
+        max_iter: int = 200,
+        tol: float = 1e-4,
+        random_state: int = 0,
+        continuity_radius_px: float | None = None,
+        dip_threshold: float = 0.02,
+        continuity_warm_start: int = 10,
+        inner_sweeps: int = 10,
+        inner_tol: float = 0.01,
+        map_sweeps: int = 2,
+        dykstra_iter: int = 50,
+        negative: Literal["clip", "offset"] | None = None,
+        persist: bool | Literal["auto"] = "auto",
+        callback: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.n_components = n_components
+        self.solver = solver
+        self.map_resolution_nm = map_resolution_nm
+        self.diffraction_continuity = diffraction_continuity
+        self.init = init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.continuity_radius_px = continuity_radius_px
+        self.dip_threshold = dip_threshold
+        self.continuity_warm_start = continuity_warm_start
+        self.inner_sweeps = inner_sweeps
+        self.inner_tol = inner_tol
+        self.map_sweeps = map_sweeps
+        self.dykstra_iter = dykstra_iter
+        self.negative = negative
+        self.persist = persist
+        self.callback = callback
+
+    # -- checks ---------------------------------------------------------------------------
+    def _check_params(self, n: int, m: int) -> None:
+        k = self.n_components
+        if not isinstance(k, int | np.integer) or k < 1:
+            raise InputError(f"n_components must be a positive integer, got {k!r}")
+        if k > min(n, m):
+            raise InputError(
+                f"n_components={k} exceeds the data's size ({n} positions x {m} pixels); "
+                f"use at most {min(n, m)}"
+            )
+        if self.solver not in ("hals", "mu", "als"):
+            raise InputError(f"solver={self.solver!r}; choose 'hals', 'mu' or 'als'")
+        if self.max_iter < 1 or not self.tol >= 0:
+            raise InputError("max_iter must be >= 1 and tol >= 0")
+        if self.negative not in (None, "clip", "offset"):
+            raise InputError(f"negative={self.negative!r}; choose None, 'clip' or 'offset'")
+
+    def _prepared_data(self, ds: xr.Dataset) -> tuple[da.Array, float, float]:
+        """Check the values and return ``(data, ||D||^2, mean)``, in one pass when clean."""
+        data = ds["intensity"].data
+
+        def sums(x: da.Array) -> tuple[da.Array, da.Array]:
+            x64 = x.astype(np.float64)
+            return da.sum(x64), da.sum(x64 * x64)
+
+        stats, total, sq = dask.compute(value_stats(data), *sums(data))
+        report = value_report_from(stats, data.size)
+        if report.n_nan or report.n_inf:
+            raise InputError(
+                f"intensity holds {report.n_nan} NaN and {report.n_inf} Inf values; "
+                "mask them (detector_mask) or replace them before the fit"
+            )
+        if report.n_negative:
+            if self.negative is None:
+                raise InputError(
+                    f"intensity holds {report.n_negative} negative values (min "
+                    f"{report.minimum:g}); pass negative='clip' or negative='offset'"
+                )
+            if self.negative == "clip":
+                data = da.maximum(data, 0)
+            else:
+                data = data - data.dtype.type(report.minimum)
+            total, sq = dask.compute(*sums(data))
+        return data, float(sq), float(total) / data.size
+
+    def _should_persist(self, data: da.Array) -> bool:
+        if self.persist != "auto":
+            return bool(self.persist)
+        try:
+            from distributed import get_client
+
+            client = get_client()
+            info = client.scheduler_info(n_workers=-1)
+            memory = sum(w.get("memory_limit", 0) for w in info["workers"].values())
+        except (ImportError, ValueError):
+            import psutil
+
+            memory = psutil.virtual_memory().available
+        return data.nbytes < 0.5 * memory
+
+    # -- the fit ----------------------------------------------------------------------------
+    def fit(self, ds: xr.Dataset) -> ConstrainedNMF:
+        """Fit the factorisation to a scan.
+
+        Parameters
+        ----------
+        ds
+            A scan following the data model (see :func:`dask_stemnmf.open_4dstem`).
+
+        Returns
+        -------
+        ConstrainedNMF
+            ``self``, with ``result_``.
+        """
+        start = time.perf_counter()
+        sig = validate_dataset(ds)
+        ds = rechunk_scan(ds, None)
+        ny, nx = ds.sizes["scan_y"], ds.sizes["scan_x"]
+        sig_shape = tuple(ds.sizes[d] for d in sig)
+        m = int(np.prod(sig_shape))
+        self._check_params(ny * nx, m)
+        k = int(self.n_components)
+        data, d2, mean = self._prepared_data(ds)
+        if self._should_persist(data):
+            data = data.persist()
+        keep = None
+        if self.map_resolution_nm is not None:
+            cutoff = map_cutoff(ds, self.map_resolution_nm)
+            keep = bandlimit_mask((ny, nx), _scan_step(ds), cutoff)
+        radius = self.continuity_radius_px or default_continuity_radius(ds, sig)
+        t_init = time.perf_counter()
+        C, S = self._initial(data, k, mean)
+        S, scale = _normalise(S)
+        t_loop = time.perf_counter()
+        losses: list[float] = []
+        fill_fraction = 1.0
+        converged = False
+        n_dips = 0
+        for it in range(self.max_iter):
+            if keep is None:
+                C = c_update(
+                    data, C, S, solver=self.solver, sweeps=self.inner_sweeps,
+                    inner_tol=self.inner_tol, scale=scale,
+                )  # fmt: skip
+            else:
+                P = data_products(data, S)
+                C = c_update_constrained(
+                    P, C, S, keep, sweeps=self.map_sweeps, n_iter=self.dykstra_iter, scale=scale
+                )
+            stats = s_statistics(data, C)
+            C, stats = dask.persist(C, stats)
+            q, h, _ = split_statistics(stats.compute(), m)
+            S = self._update_s(S, q, h)
+            if self.diffraction_continuity and it >= self.continuity_warm_start:
+                S, n_dips = _fill_all(S, sig_shape, radius, self.dip_threshold, fill_fraction)
+            loss = max(d2 - 2.0 * float(np.sum(q * S)) + float(np.sum(h * (S.T @ S))), 0.0)
+            rel = loss / d2 if d2 > 0 else 0.0
+            if self.diffraction_continuity and losses and rel > losses[-1]:
+                fill_fraction *= 0.5
+            S, scale = _normalise(S)
+            S, scale = _reseed_dead(S, scale, it, self.random_state)
+            losses.append(rel)
+            if self.callback is not None:
+                self.callback(it, rel)
+            warm = self.diffraction_continuity and it <= self.continuity_warm_start
+            if it > 0 and not warm and 0 <= losses[-2] - rel <= self.tol * max(losses[-2], 1e-300):
+                converged = True
+                break
+        if not converged:
+            warnings.warn(
+                f"max_iter={self.max_iter} reached before the relative loss decrease fell "
+                f"below tol={self.tol}; raise max_iter or tol",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        C = (C * scale.astype(np.float32)).persist()
+        self.components_ = S.T.copy()
+        self.result_ = self._result(ds, sig, C, S, losses, converged, n_dips, keep, radius, {
+            "init_s": t_loop - t_init,
+            "iterations_s": time.perf_counter() - t_loop,
+            "total_s": time.perf_counter() - start,
+        })  # fmt: skip
+        return self
+
+    def _initial(self, data: da.Array, k: int, mean: float) -> tuple[da.Array, np.ndarray]:
+        if isinstance(self.init, tuple):
+            c0, s0 = self.init
+            c0 = da.asarray(c0).astype(np.float32).rechunk((data.chunks[0], data.chunks[1], k))
+            return c0, np.asarray(s0, dtype=np.float64)
+        if self.init == "random":
+            return random_init(data, k, mean, self.random_state)
+        if self.init == "nndsvda":
+            return nndsvda(data, k, mean, self.random_state)
+        raise InputError(f"init={self.init!r}; choose 'nndsvda', 'random' or a (C, S) tuple")
+
+    def _update_s(self, S: np.ndarray, q: np.ndarray, h: np.ndarray) -> np.ndarray:
+        if self.solver == "hals":
+            S = np.ascontiguousarray(S, dtype=np.float64)
+            hals_sweeps(S, q, h, self.inner_sweeps, self.inner_tol)
+            return S
+        if self.solver == "mu":
+            return mu_step(S.astype(np.float64), q, h)
+        return nnls_clip(q, h)
+
+    def _result(
+        self,
+        ds: xr.Dataset,
+        sig: tuple[str, ...],
+        C: da.Array,
+        S: np.ndarray,
+        losses: list[float],
+        converged: bool,
+        n_dips: int,
+        keep: np.ndarray | None,
+        radius: float,
+        timings: dict[str, float],
+    ) -> xr.Dataset:
+        k = S.shape[1]
+        sig_shape = tuple(ds.sizes[d] for d in sig)
+        maps = da.moveaxis(C, -1, 0)
+        diffractions = S.T.reshape((k, *sig_shape)).astype(np.float32)
+        coords = {d: ds[d] for d in ("scan_y", "scan_x", *sig)}
+        coords["component"] = np.arange(k)
+        params = {
+            "n_components": k,
+            "solver": self.solver,
+            "map_resolution_nm": "none"
+            if self.map_resolution_nm is None
+            else self.map_resolution_nm,
+            "diffraction_continuity": bool(self.diffraction_continuity),
+            "init": self.init if isinstance(self.init, str) else "given",
+            "max_iter": self.max_iter,
+            "tol": self.tol,
+            "random_state": self.random_state,
+            "continuity_radius_px": radius,
+            "dip_threshold": self.dip_threshold,
+            "continuity_warm_start": self.continuity_warm_start,
+            "inner_sweeps": self.inner_sweeps,
+            "negative": self.negative or "refuse",
+        }
+        return xr.Dataset(
+            {
+                "maps": (
+                    ("component", "scan_y", "scan_x"),
+                    maps,
+                    {"units": ds["intensity"].attrs.get("units", "counts")},
+                ),
+                "diffractions": (
+                    ("component", *sig),
+                    diffractions,
+                    {"normalisation": "each sums to 1"},
+                ),
+                "loss": (
+                    ("iteration",),
+                    np.asarray(losses),
+                    {"long_name": "residual over ||D||^2"},
+                ),
+            },
+            coords=coords,
+            attrs={
+                **params,
+                "n_iter": len(losses),
+                "converged": bool(converged),
+                "dips_filled_last_iteration": n_dips,
+                "map_cutoff_inv_nm": float("nan")
+                if keep is None
+                else map_cutoff(ds, self.map_resolution_nm),
+                "timings_s": timings,
+                "versions": _versions(),
+            },
+        )
+
+
+def _versions() -> dict[str, str]:
+    import numba
+    import scipy
+    import zarr
+
+    return {
+        "dask_stemnmf": __version__,
+        "dask": dask.__version__,
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "scipy": scipy.__version__,
+        "xarray": xr.__version__,
+        "zarr": zarr.__version__,
+    }
+
+
+def _normalise(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scale each diffraction to sum 1; return the factors the maps must take over."""
+    scale = S.sum(axis=0)
+    safe = np.where(scale > 0, scale, 1.0)
+    return S / safe, safe
+
+
+def _reseed_dead(
+    S: np.ndarray, scale: np.ndarray, iteration: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Give an all-zero diffraction a fresh random start (its map is zero too, scale 0)."""
+    dead = S.sum(axis=0) <= 0
+    if dead.any():
+        rng = np.random.default_rng([seed, iteration])
+        fresh = rng.random((S.shape[0], int(dead.sum())))
+        S[:, dead] = fresh / fresh.sum(axis=0)
+    return S, scale
+
+
+def _fill_all(
+    S: np.ndarray, sig_shape: tuple[int, ...], radius: float, threshold: float, fraction: float
+) -> tuple[np.ndarray, int]:
+    out = S.copy()
+    total = 0
+    for j in range(S.shape[1]):
+        pattern = S[:, j].reshape(sig_shape)
+        peak = float(pattern.max())
+        if peak <= 0:
+            continue
+        filled, n = fill_dips(pattern, radius, threshold * peak, fraction)
+        out[:, j] = filled.reshape(-1)
+        total += n
+    return out, total
+
+
+def decompose(ds: xr.Dataset, n_components: int, **kwargs: Any) -> xr.Dataset:
+    """Functional form of :class:`ConstrainedNMF`: fit and return ``result_``."""
+    return ConstrainedNMF(n_components, **kwargs).fit(ds).result_
+
+
+def pca(ds: xr.Dataset, n_components: int, *, random_state: int = 0) -> xr.Dataset:
+    """Principal component analysis baseline, shaped like :class:`ConstrainedNMF`'s result.
+
+    Parameters
+    ----------
+    ds
+        A scan.
+    n_components
+        Number of components.
+    random_state
+        Seed of the randomised SVD.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``maps (component, scan_y, scan_x)`` (scores), ``diffractions (component, *signal)``
+        (unit-norm loadings, signs fixed so each sums positive), ``explained_variance
+        (component)`` and ``mean`` (the mean pattern subtracted first).
+    """
+    sig = validate_dataset(ds)
+    ds = rechunk_scan(ds, None)
+    data = ds["intensity"].data
+    n = ds.sizes["scan_y"] * ds.sizes["scan_x"]
+    m = int(np.prod(data.shape[2:]))
+    if not 1 <= n_components <= min(n, m):
+        raise InputError(f"n_components must lie in 1..{min(n, m)}, got {n_components}")
+    rows = to_rows(data).astype(np.float32)
+    mean = rows.mean(axis=0)
+    u, s, v = da.linalg.svd_compressed(
+        rows - mean, n_components, n_power_iter=4, seed=random_state, compute=False
+    )
+    s, v, mean = dask.compute(s, v, mean)
+    signs = np.where(v.sum(axis=1) < 0, -1.0, 1.0).astype(np.float32)
+    v = v * signs[:, None]
+    scores = from_rows(u * (s * signs).astype(np.float32), data)
+    sig_shape = data.shape[2:]
+    coords = {d: ds[d] for d in ("scan_y", "scan_x", *sig)}
+    coords["component"] = np.arange(n_components)
+    return xr.Dataset(
+        {
+            "maps": (("component", "scan_y", "scan_x"), da.moveaxis(scores, -1, 0)),
+            "diffractions": (("component", *sig), v.reshape((n_components, *sig_shape))),
+            "explained_variance": (("component",), s**2 / max(n - 1, 1)),
+            "mean": (sig, np.asarray(mean).reshape(sig_shape)),
+        },
+        coords=coords,
+        attrs={"method": "pca", "n_components": n_components, "versions": _versions()},
+    )

@@ -1,0 +1,254 @@
+"""Dask graphs of the NMF statistics over scan chunks (DESIGN section 4).
+
+``data`` is the scan's ``intensity`` dask array, ``(scan_y, scan_x, *signal)`` in its stored
+dtype, chunked over the scan only; ``C`` is a ``(scan_y, scan_x, K)`` float32 dask array
+chunked like the scan; ``S`` (``M x K``) and the ``K x K`` matrices are numpy arrays on the
+driver. Chunk tasks convert counts to float32 themselves. Per-chunk partial sums combine by
+dask's tree reductions. Nothing here computes.
+"""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+from dask.base import tokenize
+
+from .._kernels.constraints import constrained_hals_maps
+from .._kernels.nmf import as_matrix, hals_sweeps, mu_step, nnls_clip
+
+__all__ = [
+    "c_update",
+    "c_update_constrained",
+    "data_products",
+    "from_rows",
+    "s_statistics",
+    "split_statistics",
+    "to_rows",
+]
+
+_SIG = {3: "e", 4: "ab"}
+
+
+def _sig_index(data: da.Array) -> str:
+    return _SIG[data.ndim]
+
+
+def _shared(array: np.ndarray, name: str) -> da.Array:
+    """Wrap ``array`` as one chunk with one key, shared by every task that reads it."""
+    return da.from_array(array, chunks=array.shape, name=f"{name}-{tokenize(array)}")
+
+
+def _rows(block: np.ndarray) -> tuple[int, int]:
+    return block.shape[0], block.shape[1]
+
+
+def _p_chunk(block: np.ndarray, s: np.ndarray) -> np.ndarray:
+    cy, cx = _rows(block)
+    return (as_matrix(block) @ s).reshape(cy, cx, s.shape[1])
+
+
+def data_products(data: da.Array, S: np.ndarray) -> da.Array:
+    """``P = D S`` as a ``(scan_y, scan_x, K)`` float32 array chunked like the scan."""
+    s = _shared(S.astype(np.float32), "nmf-S")
+    sig = _sig_index(data)
+    return da.blockwise(
+        _p_chunk, "yxk", data, "yx" + sig, s, "mk",
+        dtype=np.float32, concatenate=True, name=f"nmf-DS-{tokenize(data, s)}",
+    )  # fmt: skip
+
+
+def _c_chunk(
+    block: np.ndarray,
+    c: np.ndarray,
+    s: np.ndarray,
+    *,
+    g: np.ndarray,
+    solver: str,
+    sweeps: int,
+    inner_tol: float,
+    scale: np.ndarray | None,
+) -> np.ndarray:
+    cy, cx = _rows(block)
+    k = s.shape[1]
+    w = np.array(c.reshape(cy * cx, k), dtype=np.float32, order="C")
+    if scale is not None:
+        w *= scale
+    p = as_matrix(block) @ s
+    if solver == "hals":
+        hals_sweeps(w, p, g, sweeps, inner_tol)
+    elif solver == "mu":
+        w = mu_step(w, p, g)
+    else:
+        w = nnls_clip(p, g)
+    return w.reshape(cy, cx, k)
+
+
+def c_update(
+    data: da.Array,
+    C: da.Array,
+    S: np.ndarray,
+    *,
+    solver: str = "hals",
+    sweeps: int = 10,
+    inner_tol: float = 0.01,
+    scale: np.ndarray | None = None,
+) -> da.Array:
+    """Update the maps chunk by chunk for fixed diffractions ``S`` (no map constraint).
+
+    Parameters
+    ----------
+    data
+        ``(scan_y, scan_x, *signal)`` scan.
+    C
+        ``(scan_y, scan_x, K)`` current maps, chunked like the scan.
+    S
+        ``(M, K)`` diffractions.
+    solver
+        ``"hals"``, ``"mu"`` or ``"als"``.
+    sweeps, inner_tol
+        HALS inner-loop limits.
+    scale
+        ``(K,)`` factors applied to ``C`` first (the previous normalisation of ``S``).
+
+    Returns
+    -------
+    dask.array.Array
+        New maps, same shape and chunks as ``C``.
+    """
+    s = _shared(S.astype(np.float32), "nmf-S")
+    g = (S.T.astype(np.float64) @ S.astype(np.float64)).astype(np.float32)
+    sig = _sig_index(data)
+    return da.blockwise(
+        _c_chunk, "yxk", data, "yx" + sig, C, "yxk", s, "mk",
+        dtype=np.float32, concatenate=True,
+        g=g, solver=solver, sweeps=sweeps, inner_tol=inner_tol,
+        scale=None if scale is None else scale.astype(np.float32),
+        name=f"nmf-update-C-{tokenize(data, C, s, g, solver, sweeps, inner_tol, scale)}",
+    )  # fmt: skip
+
+
+def _stats_chunk(block: np.ndarray, c: np.ndarray) -> np.ndarray:
+    cy, cx = _rows(block)
+    k = c.shape[-1]
+    d = as_matrix(block)
+    w = c.reshape(cy * cx, k).astype(np.float32)
+    m = d.shape[1]
+    out = np.zeros((1, 1, m + k + 1, k), dtype=np.float64)
+    out[0, 0, :m] = d.T @ w
+    out[0, 0, m : m + k] = w.T.astype(np.float64) @ w.astype(np.float64)
+    out[0, 0, m + k, 0] = float(np.einsum("ij,ij->", d, d, dtype=np.float64))
+    return out
+
+
+def s_statistics(data: da.Array, C: da.Array, split_every: int = 8) -> da.Array:
+    """Tree-reduced ``[Q; H; ||D||^2]`` for the diffraction update, lazily.
+
+    Parameters
+    ----------
+    data
+        ``(scan_y, scan_x, *signal)`` scan.
+    C
+        ``(scan_y, scan_x, K)`` maps chunked like the scan.
+    split_every
+        Fan-in of the tree reduction.
+
+    Returns
+    -------
+    dask.array.Array
+        ``(M + K + 1, K)`` float64: rows ``:M`` hold ``Q = D^T C``, rows ``M:M+K`` hold
+        ``H = C^T C``, and element ``[M+K, 0]`` holds ``||D||^2``; see
+        :func:`split_statistics`.
+    """
+    m = int(np.prod(data.shape[2:]))
+    k = C.shape[-1]
+    sig = _sig_index(data)
+    per_chunk = da.blockwise(
+        _stats_chunk, "yxrk", data, "yx" + sig, C, "yxk",
+        new_axes={"r": m + k + 1}, adjust_chunks={"y": 1, "x": 1},
+        dtype=np.float64, concatenate=True, name=f"nmf-stats-{tokenize(data, C)}",
+    )  # fmt: skip
+    return per_chunk.sum(axis=(0, 1), split_every=split_every)
+
+
+def split_statistics(stats: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Split computed :func:`s_statistics` into ``Q (M, K)``, ``H (K, K)`` and ``||D||^2``."""
+    k = stats.shape[1]
+    return stats[:m], stats[m : m + k], float(stats[m + k, 0])
+
+
+def c_update_constrained(
+    P: da.Array,
+    C: da.Array,
+    S: np.ndarray,
+    keep: np.ndarray,
+    *,
+    sweeps: int = 2,
+    n_iter: int = 50,
+    scale: np.ndarray | None = None,
+) -> da.Array:
+    """Update the maps under the map-resolution constraint (a global step, one task).
+
+    The band limit couples every position of a map, so this step gathers ``P`` and ``C``
+    (``N x K``, small next to the data) into one task, updates there, and re-chunks the
+    result like the scan.
+
+    Parameters
+    ----------
+    P
+        ``(scan_y, scan_x, K)`` ``D S`` from :func:`data_products`.
+    C
+        ``(scan_y, scan_x, K)`` current maps.
+    S
+        ``(M, K)`` diffractions (for ``G = S^T S``).
+    keep
+        ``(scan_y, scan_x)`` band-limit mask of the DCT coefficients.
+    sweeps, n_iter
+        Component sweeps and Dykstra steps per projection.
+    scale
+        ``(K,)`` factors applied to ``C`` first.
+
+    Returns
+    -------
+    dask.array.Array
+        New maps, chunked like ``C``.
+    """
+    g = S.T.astype(np.float64) @ S.astype(np.float64)
+    c = C if scale is None else C * scale.astype(np.float32)
+    whole = (-1, -1, -1)
+    new = da.map_blocks(
+        constrained_hals_maps, c.rechunk(whole), P.rechunk(whole),
+        g=g, keep=keep, sweeps=sweeps, n_iter=n_iter, dtype=np.float32,
+        name=f"nmf-update-C-constrained-{tokenize(P, c, g, keep, sweeps, n_iter)}",
+    )  # fmt: skip
+    return new.rechunk(C.chunks)
+
+
+def to_rows(data: da.Array) -> da.Array:
+    """View the scan as a ``(N, M)`` matrix, rows in block-major order (no data moves).
+
+    Row ``r`` of the result is a scan position inside one scan chunk; the chunks follow
+    each other in C order. :func:`from_rows` maps ``(N, K)`` results back.
+    """
+    m = int(np.prod(data.shape[2:]))
+    rows = []
+    for i in range(data.numblocks[0]):
+        for j in range(data.numblocks[1]):
+            block = data.blocks[i, j]
+            rows.append(block.reshape(block.shape[0] * block.shape[1], m))
+    return da.concatenate(rows, axis=0)
+
+
+def from_rows(rows: da.Array, like: da.Array) -> da.Array:
+    """Inverse of :func:`to_rows` for a ``(N, K)`` array: ``(scan_y, scan_x, K)``."""
+    k = rows.shape[1]
+    sizes = [cy * cx for cy in like.chunks[0] for cx in like.chunks[1]]
+    rows = rows.rechunk((tuple(sizes), k))
+    grid = []
+    index = 0
+    for cy in like.chunks[0]:
+        line = []
+        for cx in like.chunks[1]:
+            line.append(rows.blocks[index].reshape(cy, cx, k))
+            index += 1
+        grid.append(line)
+    return da.block([[[b] for b in line] for line in grid])
