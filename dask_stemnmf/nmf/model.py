@@ -375,7 +375,7 @@ class ConstrainedNMF:
         sig_shape = tuple(ds.sizes[d] for d in sig)
         maps = da.moveaxis(C, -1, 0)
         diffractions = S.T.reshape((k, *sig_shape)).astype(np.float32)
-        coords = {d: ds[d] for d in ("scan_y", "scan_x", *sig)}
+        coords: dict[str, Any] = {d: ds[d] for d in ("scan_y", "scan_x", *sig)}
         coords["component"] = np.arange(k)
         params = {
             "n_components": k,
@@ -519,7 +519,7 @@ def pca(ds: xr.Dataset, n_components: int, *, random_state: int = 0) -> xr.Datas
     v = v * signs[:, None]
     scores = from_rows(u * (s * signs).astype(np.float32), data)
     sig_shape = data.shape[2:]
-    coords = {d: ds[d] for d in ("scan_y", "scan_x", *sig)}
+    coords: dict[str, Any] = {d: ds[d] for d in ("scan_y", "scan_x", *sig)}
     coords["component"] = np.arange(n_components)
     return xr.Dataset(
         {
