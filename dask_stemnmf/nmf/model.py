@@ -280,6 +280,7 @@ class ConstrainedNMF:
         if self._should_persist(data):
             data = data.persist()
         keep = None
+        cutoff = float("nan")
         if self.map_resolution_nm is not None:
             cutoff = map_cutoff(ds, self.map_resolution_nm)
             keep = bandlimit_mask((ny, nx), _scan_step(ds), cutoff)
@@ -331,7 +332,7 @@ class ConstrainedNMF:
             )
         C = (C * scale.astype(np.float32)).persist()
         self.components_ = S.T.copy()
-        self.result_ = self._result(ds, sig, C, S, losses, converged, n_dips, keep, radius, {
+        self.result_ = self._result(ds, sig, C, S, losses, converged, n_dips, cutoff, radius, {
             "init_s": t_loop - t_init,
             "iterations_s": time.perf_counter() - t_loop,
             "total_s": time.perf_counter() - start,
@@ -367,7 +368,7 @@ class ConstrainedNMF:
         losses: list[float],
         converged: bool,
         n_dips: int,
-        keep: np.ndarray | None,
+        cutoff: float,
         radius: float,
         timings: dict[str, float],
     ) -> xr.Dataset:
