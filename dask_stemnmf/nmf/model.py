@@ -419,9 +419,7 @@ class ConstrainedNMF:
                 "n_iter": len(losses),
                 "converged": bool(converged),
                 "dips_filled_last_iteration": n_dips,
-                "map_cutoff_inv_nm": float("nan")
-                if keep is None
-                else map_cutoff(ds, self.map_resolution_nm),
+                "map_cutoff_inv_nm": cutoff,
                 "timings_s": timings,
                 "versions": _versions(),
             },
