@@ -73,10 +73,9 @@ class _RaiseOnCompute:
 
 
 @pytest.fixture
-def raise_if_dask_computes() -> Iterator[_RaiseOnCompute]:
-    sched = _RaiseOnCompute()
-    with dask.config.set(scheduler=sched):
-        yield sched
+def raise_if_dask_computes() -> _RaiseOnCompute:
+    """A scheduler to set around graph building: ``with dask.config.set(scheduler=it)``."""
+    return _RaiseOnCompute()
 
 
 def write_split_store(path: Path) -> xr.Dataset:

@@ -62,3 +62,52 @@ def rotate(image: np.ndarray, cy: float, cx: float, angle_deg: float) -> np.ndar
     sy = cy + np.cos(t) * dy + np.sin(t) * dx
     sx = cx - np.sin(t) * dy + np.cos(t) * dx
     return map_coordinates(image, [sy, sx], order=1, mode="constant")
+
+
+def hals_nmf(
+    D: np.ndarray, C0: np.ndarray, S0: np.ndarray, iters: int, sweeps: int
+) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Plain in-memory HALS with the engine's normalisation; float64; returns C, S, losses."""
+    D = np.asarray(D, dtype=np.float64)
+    scale = S0.sum(axis=0)
+    S = S0 / scale
+    C = C0.astype(np.float64) * scale
+    d2 = float(np.sum(D * D))
+    losses = []
+    for _ in range(iters):
+        P, G = D @ S, S.T @ S
+        for _ in range(sweeps):
+            for k in range(C.shape[1]):
+                C[:, k] = np.maximum(0, C[:, k] + (P[:, k] - C @ G[:, k]) / G[k, k])
+        Q, H = D.T @ C, C.T @ C
+        for _ in range(sweeps):
+            for k in range(S.shape[1]):
+                S[:, k] = np.maximum(0, S[:, k] + (Q[:, k] - S @ H[:, k]) / H[k, k])
+        scale = S.sum(axis=0)
+        S, C = S / scale, C * scale
+        losses.append(float(np.sum((D - C @ S.T) ** 2)) / d2)
+    return C, S, losses
+
+
+def closing_raise(pattern: np.ndarray, radius: int) -> np.ndarray:
+    """How much a grey closing with a (2r+1)-wide disc raises each pixel, by explicit loops."""
+    ny, nx = pattern.shape
+    offsets = [
+        (dy, dx)
+        for dy in range(-radius, radius + 1)
+        for dx in range(-radius, radius + 1)
+        if dy * dy + dx * dx <= radius * radius
+    ]
+    padded = np.pad(pattern, radius, mode="edge")
+    dil = np.full_like(pattern, -np.inf)
+    for dy, dx in offsets:
+        dil = np.maximum(
+            dil, padded[radius + dy : radius + dy + ny, radius + dx : radius + dx + nx]
+        )
+    padded = np.pad(dil, radius, mode="edge")
+    ero = np.full_like(pattern, np.inf)
+    for dy, dx in offsets:
+        ero = np.minimum(
+            ero, padded[radius - dy : radius - dy + ny, radius - dx : radius - dx + nx]
+        )
+    return ero - pattern

@@ -297,11 +297,11 @@ def test_missing_reader_names_the_extra(tmp_path, monkeypatch):
 
 
 def test_graph_is_built_without_computing(tmp_path, raise_if_dask_computes):
-    src, _ = npy_scan(tmp_path)
-    raw = read_raw(src)
     from dask_stemnmf.convert import dataset_from_raw
 
-    ds, _ = dataset_from_raw(raw)
+    src, _ = npy_scan(tmp_path)
+    with dask.config.set(scheduler=raise_if_dask_computes):
+        ds, _ = dataset_from_raw(read_raw(src))
     assert raise_if_dask_computes.calls == 0
     with dask.config.set(scheduler="synchronous"):
         assert ds["intensity"].sum().compute() > 0

@@ -43,7 +43,8 @@ def test_graph_equals_reference_whatever_the_chunking(chunks, scheduler):
 
 
 def test_building_the_graph_computes_nothing(raise_if_dask_computes):
-    value_stats(da.ones((10, 10, 4, 4), chunks=(3, 3, 4, 4)))
+    with dask.config.set(scheduler=raise_if_dask_computes):
+        value_stats(da.ones((10, 10, 4, 4), chunks=(3, 3, 4, 4)))
     assert raise_if_dask_computes.calls == 0
 
 

@@ -12,6 +12,7 @@ import numpy as np
 __all__ = [
     "as_matrix",
     "hals_sweeps",
+    "loss_change",
     "mu_step",
     "nnls_clip",
 ]
@@ -31,14 +32,15 @@ def _hals_sweeps(
     w: np.ndarray, p: np.ndarray, g: np.ndarray, max_sweeps: int, rel_tol: float
 ) -> int:  # pragma: no cover - numba
     n, k = w.shape
-    first = 0.0
-    for sweep in range(max_sweeps):
-        change = 0.0
-        for j in range(k):
-            gjj = g[j, j]
-            if gjj <= 0.0:
-                continue
-            for i in range(n):
+    total = 0
+    for i in range(n):
+        first = 0.0
+        for sweep in range(max_sweeps):
+            change = 0.0
+            for j in range(k):
+                gjj = g[j, j]
+                if gjj <= 0.0:
+                    continue
                 acc = p[i, j]
                 for m in range(k):
                     acc -= w[i, m] * g[m, j]
@@ -48,11 +50,14 @@ def _hals_sweeps(
                 d = new - w[i, j]
                 change += d * d
                 w[i, j] = new
-        if sweep == 0:
-            first = change
-        elif change <= rel_tol * first:
-            return sweep + 1
-    return max_sweeps
+            if sweep == 0:
+                first = change
+            if change <= rel_tol * first:
+                total += sweep + 1
+                break
+        else:
+            total += max_sweeps
+    return total
 
 
 def hals_sweeps(
@@ -62,8 +67,9 @@ def hals_sweeps(
 
     Minimises ``||X - w h^T||^2`` over ``w >= 0`` for fixed ``h``, from the statistics alone:
     ``p = X h`` and ``g = h^T h``. Each column update is the exact minimiser in that column, so
-    the objective never increases. Sweeps stop after ``max_sweeps`` or once a sweep changes
-    ``w`` by less than ``rel_tol`` times the first sweep's change (squared norms).
+    the objective never increases. Rows are independent problems: each row stops after
+    ``max_sweeps`` sweeps or once a sweep changes it by less than ``rel_tol`` times its first
+    sweep's change (squared norms), so the result does not depend on how rows are chunked.
 
     Parameters
     ----------
@@ -79,7 +85,7 @@ def hals_sweeps(
     Returns
     -------
     int
-        Sweeps done.
+        Sweeps done, summed over rows.
     """
     return int(
         _hals_sweeps(w, p.astype(w.dtype, copy=False), g.astype(w.dtype), max_sweeps, rel_tol)
@@ -125,3 +131,31 @@ def nnls_clip(p: np.ndarray, g: np.ndarray) -> np.ndarray:
     """
     sol = np.linalg.lstsq(g.astype(np.float64), p.astype(np.float64).T, rcond=None)[0].T
     return np.maximum(sol, 0).astype(p.dtype)
+
+
+def loss_change(old: np.ndarray, new: np.ndarray, p: np.ndarray, g: np.ndarray) -> float:
+    """Exact change of ``||X - w h^T||^2`` when ``w`` goes from ``old`` to ``new``.
+
+    With ``p = X h``, ``g = h^T h`` and ``dw = new - old`` the change is
+    ``<dw g - 2 (p - old g), dw>``, computed in float64 from the difference itself, so it
+    keeps its precision when the change is tiny next to the loss (where subtracting two
+    losses would cancel).
+
+    Parameters
+    ----------
+    old, new
+        ``(n, K)`` factors before and after.
+    p
+        ``(n, K)`` data times the other factor.
+    g
+        ``(K, K)`` the other factor's Gram matrix.
+
+    Returns
+    -------
+    float
+        New loss minus old loss.
+    """
+    o = old.astype(np.float64)
+    d = new.astype(np.float64) - o
+    gg = g.astype(np.float64)
+    return float(np.sum((d @ gg - 2.0 * (p.astype(np.float64) - o @ gg)) * d))

@@ -19,7 +19,8 @@ import numpy as np
 import xarray as xr
 
 from .._kernels.constraints import bandlimit_mask, fill_dips
-from .._kernels.nmf import hals_sweeps, mu_step, nnls_clip
+from .._kernels.masks import disc_mask, find_bright_field_disc
+from .._kernels.nmf import hals_sweeps, loss_change, mu_step, nnls_clip
 from .._version import __version__
 from ..data import rechunk_scan
 from ..errors import ConvergenceWarning, InputError
@@ -139,6 +140,11 @@ class ConstrainedNMF:
         Component sweeps and Dykstra steps of the constrained map update.
     negative
         ``None`` (refuse negative data), ``"clip"`` or ``"offset"``.
+    bright_field_mask
+        Leave the direct-beam disc out of the fit: ``"auto"`` (found in the mean pattern,
+        radius plus 10 %), a radius in pixels about the found centre, or ``None``. Masked
+        pixels, ``detector_mask``'s invalid pixels and all-zero pixels are excluded from the
+        fit and come back as zeros in the diffractions.
     persist
         Keep the data in cluster memory between iterations: ``"auto"`` (when it fits in
         half the memory), ``True`` or ``False`` (stream from storage every pass).
@@ -172,6 +178,7 @@ class ConstrainedNMF:
         map_sweeps: int = 2,
         dykstra_iter: int = 50,
         negative: Literal["clip", "offset"] | None = None,
+        bright_field_mask: float | Literal["auto"] | None = None,
         persist: bool | Literal["auto"] = "auto",
         callback: Callable[[int, float], None] | None = None,
     ) -> None:
@@ -191,6 +198,7 @@ class ConstrainedNMF:
         self.map_sweeps = map_sweeps
         self.dykstra_iter = dykstra_iter
         self.negative = negative
+        self.bright_field_mask = bright_field_mask
         self.persist = persist
         self.callback = callback
 
@@ -211,13 +219,18 @@ class ConstrainedNMF:
         if self.negative not in (None, "clip", "offset"):
             raise InputError(f"negative={self.negative!r}; choose None, 'clip' or 'offset'")
 
-    def _prepared_data(self, ds: xr.Dataset) -> tuple[da.Array, float, float]:
-        """Check the values and return ``(data, ||D||^2, mean)``, in one pass when clean."""
+    def _prepared_data(self, ds: xr.Dataset) -> tuple[da.Array, np.ndarray, np.ndarray]:
+        """Check the values; return data ``(scan_y, scan_x, M)``, pixel sums and squares.
+
+        One pass over the data when it is clean (float64 sums per pixel).
+        """
         data = ds["intensity"].data
+        ny, nx = data.shape[:2]
+        data = data.reshape(ny, nx, int(np.prod(data.shape[2:])))
 
         def sums(x: da.Array) -> tuple[da.Array, da.Array]:
             x64 = x.astype(np.float64)
-            return da.sum(x64), da.sum(x64 * x64)
+            return x64.sum(axis=(0, 1)), (x64 * x64).sum(axis=(0, 1))
 
         stats, total, sq = dask.compute(value_stats(data), *sums(data))
         report = value_report_from(stats, data.size)
@@ -237,7 +250,34 @@ class ConstrainedNMF:
             else:
                 data = data - data.dtype.type(report.minimum)
             total, sq = dask.compute(*sums(data))
-        return data, float(sq), float(total) / data.size
+        return data, np.asarray(total), np.asarray(sq)
+
+    def _fit_pixels(
+        self, ds: xr.Dataset, sig: tuple[str, ...], pixel_sum: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Choose the pixels the fit uses; return the ``(M,)`` mask and a description.
+
+        A pixel is used when ``detector_mask`` marks it valid, it is not zero everywhere, and
+        it lies outside the bright-field disc (when asked).
+        """
+        sig_shape = tuple(ds.sizes[d] for d in sig)
+        valid = pixel_sum > 0
+        info: dict[str, Any] = {"all_zero_pixels": int((~valid).sum())}
+        if "detector_mask" in ds.variables:
+            user = np.asarray(ds["detector_mask"].values, dtype=bool).reshape(-1)
+            valid &= user
+            info["detector_mask_excluded"] = int((~user).sum())
+        bf = self.bright_field_mask
+        if bf is not None and len(sig_shape) == 2:
+            mean = (pixel_sum / max(ds.sizes["scan_y"] * ds.sizes["scan_x"], 1)).reshape(sig_shape)
+            cy, cx, r = find_bright_field_disc(mean)
+            radius = float(bf) if bf != "auto" else r + max(1.0, 0.1 * r)
+            disc = disc_mask(sig_shape, cy, cx, radius).reshape(-1)
+            valid &= ~disc
+            info["bright_field_disc"] = {"centre_px": [cy, cx], "radius_px": radius}
+        if not valid.any():
+            raise InputError("no detector pixel is left to fit after masking; check the masks")
+        return valid, info
 
     def _should_persist(self, data: da.Array) -> bool:
         if self.persist != "auto":
@@ -273,56 +313,33 @@ class ConstrainedNMF:
         ds = rechunk_scan(ds, None)
         ny, nx = ds.sizes["scan_y"], ds.sizes["scan_x"]
         sig_shape = tuple(ds.sizes[d] for d in sig)
-        m = int(np.prod(sig_shape))
-        self._check_params(ny * nx, m)
+        self._check_params(ny * nx, int(np.prod(sig_shape)))
         k = int(self.n_components)
-        data, d2, mean = self._prepared_data(ds)
+        data, pixel_sum, pixel_sq = self._prepared_data(ds)
+        valid, mask_info = self._fit_pixels(ds, sig, pixel_sum)
+        idx = np.flatnonzero(valid)
+        if idx.size < valid.size:
+            data = data[..., idx]
+        m = int(idx.size)
+        if k > m:
+            raise InputError(f"n_components={k} exceeds the {m} detector pixels left after masking")
+        d2 = float(pixel_sq[idx].sum())
         if self._should_persist(data):
             data = data.persist()
-        keep = None
         cutoff = float("nan")
+        self._keep: np.ndarray | None = None
         if self.map_resolution_nm is not None:
             cutoff = map_cutoff(ds, self.map_resolution_nm)
-            keep = bandlimit_mask((ny, nx), _scan_step(ds), cutoff)
+            self._keep = bandlimit_mask((ny, nx), _scan_step(ds), cutoff)
         radius = self.continuity_radius_px or default_continuity_radius(ds, sig)
+
+        def fill(S: np.ndarray, fraction: float) -> tuple[np.ndarray, int]:
+            return _fill_all(S, idx, sig_shape, radius, self.dip_threshold, fraction)
+
         t_init = time.perf_counter()
-        C, S = self._initial(data, k, mean)
-        S, scale = _normalise(S)
+        C, S = self._initial(data, k, float(pixel_sum[idx].sum()) / (ny * nx * m))
         t_loop = time.perf_counter()
-        losses: list[float] = []
-        fill_fraction = 1.0
-        converged = False
-        n_dips = 0
-        for it in range(self.max_iter):
-            if keep is None:
-                C = c_update(
-                    data, C, S, solver=self.solver, sweeps=self.inner_sweeps,
-                    inner_tol=self.inner_tol, scale=scale,
-                )  # fmt: skip
-            else:
-                P = data_products(data, S)
-                C = c_update_constrained(
-                    P, C, S, keep, sweeps=self.map_sweeps, n_iter=self.dykstra_iter, scale=scale
-                )
-            stats = s_statistics(data, C)
-            C, stats = dask.persist(C, stats)
-            q, h, _ = split_statistics(stats.compute(), m)
-            S = self._update_s(S, q, h)
-            if self.diffraction_continuity and it >= self.continuity_warm_start:
-                S, n_dips = _fill_all(S, sig_shape, radius, self.dip_threshold, fill_fraction)
-            loss = max(d2 - 2.0 * float(np.sum(q * S)) + float(np.sum(h * (S.T @ S))), 0.0)
-            rel = loss / d2 if d2 > 0 else 0.0
-            if self.diffraction_continuity and losses and rel > losses[-1]:
-                fill_fraction *= 0.5
-            S, scale = _normalise(S)
-            S, scale = _reseed_dead(S, scale, it, self.random_state)
-            losses.append(rel)
-            if self.callback is not None:
-                self.callback(it, rel)
-            warm = self.diffraction_continuity and it <= self.continuity_warm_start
-            if it > 0 and not warm and 0 <= losses[-2] - rel <= self.tol * max(losses[-2], 1e-300):
-                converged = True
-                break
+        C, S, losses, converged, n_dips = self._iterate(data, C, S, d2, fill)
         if not converged:
             warnings.warn(
                 f"max_iter={self.max_iter} reached before the relative loss decrease fell "
@@ -330,14 +347,96 @@ class ConstrainedNMF:
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        C = (C * scale.astype(np.float32)).persist()
         self.components_ = S.T.copy()
-        self.result_ = self._result(ds, sig, C, S, losses, converged, n_dips, cutoff, radius, {
+        timings = {
             "init_s": t_loop - t_init,
             "iterations_s": time.perf_counter() - t_loop,
             "total_s": time.perf_counter() - start,
-        })  # fmt: skip
+        }
+        fit = {"losses": losses, "converged": converged, "n_dips": n_dips, "cutoff": cutoff}
+        self.result_ = self._result(ds, sig, C, S, idx, mask_info, fit, radius, timings)
         return self
+
+    def _update_maps(
+        self, data: da.Array, C: da.Array, S: np.ndarray, scale: np.ndarray
+    ) -> tuple[da.Array, da.Array]:
+        """One lazy map update (chunk-wise, or global under the map constraint)."""
+        if self._keep is None:
+            return c_update(
+                data, C, S, solver=self.solver, sweeps=self.inner_sweeps,
+                inner_tol=self.inner_tol, scale=scale,
+            )  # fmt: skip
+        return c_update_constrained(
+            data_products(data, S), C, S, self._keep,
+            sweeps=self.map_sweeps, n_iter=self.dykstra_iter, scale=scale,
+        )  # fmt: skip
+
+    def _iterate(
+        self,
+        data: da.Array,
+        C: da.Array,
+        S: np.ndarray,
+        d2: float,
+        fill: Callable[[np.ndarray, float], tuple[np.ndarray, int]],
+    ) -> tuple[da.Array, np.ndarray, list[float], bool, int]:
+        """Alternate the updates; return maps, diffractions, losses, convergence, dips."""
+        m = S.shape[0]
+        S, scale = _normalise(S)
+        losses: list[float] = []
+        fraction, converged, n_dips, loss = 1.0, False, 0, float("nan")
+        q = h = np.zeros(0)
+        for it in range(self.max_iter):
+            C, dloss = self._update_maps(data, C, S, scale)
+            stats = s_statistics(data, C, precise=it == 0)
+            C, stats, dloss = dask.persist(C, stats, dloss)
+            stats_np, dc = dask.compute(stats, dloss)
+            q, h, _ = split_statistics(stats_np, m)
+            if it == 0:
+                # the only loss taken from the statistics; later ones add exact changes
+                loss = d2 - 2.0 * float(np.sum(q * S)) + float(np.sum(h * (S.T @ S)))
+            else:
+                loss += float(dc)
+            s_old = S.copy()
+            S = self._update_s(S, q, h)
+            filling = self.diffraction_continuity and it >= self.continuity_warm_start
+            if filling:
+                S, n_dips = fill(S, fraction)
+            loss += loss_change(s_old, S, q, h)
+            rel = max(loss, 0.0) / d2 if d2 > 0 else 0.0
+            if filling and losses:
+                # damped: a fill that raises the loss by more than 1 % halves the next step;
+                # otherwise the step grows back to a full fill
+                jump = rel > losses[-1] * 1.01
+                fraction = max(fraction / 2, 0.125) if jump else min(1.0, 2 * fraction)
+            S, scale = _normalise(S)
+            S = _reseed_dead(S, it, self.random_state)
+            losses.append(rel)
+            if self.callback is not None:
+                self.callback(it, rel)
+            settling = self.diffraction_continuity and (
+                it <= self.continuity_warm_start or fraction < 1.0
+            )
+            if it > 0 and not settling:
+                decrease = losses[-2] - rel
+                # the fill may raise the loss a little each time: only its size matters then
+                lowest = -self.tol if self.diffraction_continuity else 0.0
+                if lowest <= decrease / max(losses[-2], 1e-300) <= self.tol:
+                    converged = True
+                    break
+        if self.diffraction_continuity and losses:
+            # a last full fill, then maps fitted to the final diffractions: the result meets
+            # the constraint exactly
+            s_old = S * scale
+            S, n_dips = fill(s_old, 1.0)
+            loss += loss_change(s_old, S, q, h)
+            S, scale = _normalise(S)
+            C, dloss = self._update_maps(data, C, S, scale)
+            C, dloss = dask.persist(C, dloss)
+            loss += float(dloss.compute())
+            scale = np.ones_like(scale)
+            losses.append(max(loss, 0.0) / d2)
+        C = (C * scale.astype(np.float32)).persist()
+        return C, S, losses, converged, n_dips
 
     def _initial(self, data: da.Array, k: int, mean: float) -> tuple[da.Array, np.ndarray]:
         if isinstance(self.init, tuple):
@@ -365,17 +464,20 @@ class ConstrainedNMF:
         sig: tuple[str, ...],
         C: da.Array,
         S: np.ndarray,
-        losses: list[float],
-        converged: bool,
-        n_dips: int,
-        cutoff: float,
+        idx: np.ndarray,
+        mask_info: dict[str, Any],
+        fit: dict[str, Any],
         radius: float,
         timings: dict[str, float],
     ) -> xr.Dataset:
         k = S.shape[1]
         sig_shape = tuple(ds.sizes[d] for d in sig)
         maps = da.moveaxis(C, -1, 0)
-        diffractions = S.T.reshape((k, *sig_shape)).astype(np.float32)
+        full = np.zeros((int(np.prod(sig_shape)), k), dtype=np.float32)
+        full[idx] = S
+        diffractions = full.T.reshape((k, *sig_shape))
+        fit_mask = np.zeros(full.shape[0], dtype=bool)
+        fit_mask[idx] = True
         coords: dict[str, Any] = {d: ds[d] for d in ("scan_y", "scan_x", *sig)}
         coords["component"] = np.arange(k)
         params = {
@@ -394,6 +496,9 @@ class ConstrainedNMF:
             "continuity_warm_start": self.continuity_warm_start,
             "inner_sweeps": self.inner_sweeps,
             "negative": self.negative or "refuse",
+            "bright_field_mask": "none"
+            if self.bright_field_mask is None
+            else self.bright_field_mask,
         }
         return xr.Dataset(
             {
@@ -409,17 +514,23 @@ class ConstrainedNMF:
                 ),
                 "loss": (
                     ("iteration",),
-                    np.asarray(losses),
+                    np.asarray(fit["losses"]),
                     {"long_name": "residual over ||D||^2"},
+                ),
+                "fit_mask": (
+                    sig,
+                    fit_mask.reshape(sig_shape),
+                    {"description": "detector pixels used by the fit"},
                 ),
             },
             coords=coords,
             attrs={
                 **params,
-                "n_iter": len(losses),
-                "converged": bool(converged),
-                "dips_filled_last_iteration": n_dips,
-                "map_cutoff_inv_nm": cutoff,
+                "n_iter": len(fit["losses"]),
+                "converged": bool(fit["converged"]),
+                "dips_filled_last_iteration": fit["n_dips"],
+                "masks": mask_info,
+                "map_cutoff_inv_nm": fit["cutoff"],
                 "timings_s": timings,
                 "versions": _versions(),
             },
@@ -449,31 +560,38 @@ def _normalise(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return S / safe, safe
 
 
-def _reseed_dead(
-    S: np.ndarray, scale: np.ndarray, iteration: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Give an all-zero diffraction a fresh random start (its map is zero too, scale 0)."""
+def _reseed_dead(S: np.ndarray, iteration: int, seed: int) -> np.ndarray:
+    """Give an all-zero diffraction a fresh random start (its map is zero, so the loss holds)."""
     dead = S.sum(axis=0) <= 0
     if dead.any():
         rng = np.random.default_rng([seed, iteration])
         fresh = rng.random((S.shape[0], int(dead.sum())))
         S[:, dead] = fresh / fresh.sum(axis=0)
-    return S, scale
+    return S
 
 
 def _fill_all(
-    S: np.ndarray, sig_shape: tuple[int, ...], radius: float, threshold: float, fraction: float
+    S: np.ndarray,
+    idx: np.ndarray,
+    sig_shape: tuple[int, ...],
+    radius: float,
+    threshold: float,
+    fraction: float,
 ) -> tuple[np.ndarray, int]:
+    """Fill every diffraction's dips; masked pixels (zeros) only shape the closing."""
     out = S.copy()
     total = 0
+    full = np.zeros(int(np.prod(sig_shape)))
     for j in range(S.shape[1]):
-        pattern = S[:, j].reshape(sig_shape)
-        peak = float(pattern.max())
+        peak = float(S[:, j].max())
         if peak <= 0:
             continue
-        filled, n = fill_dips(pattern, radius, threshold * peak, fraction)
-        out[:, j] = filled.reshape(-1)
-        total += n
+        full[:] = 0.0
+        full[idx] = S[:, j]
+        filled, _ = fill_dips(full.reshape(sig_shape), radius, threshold * peak, fraction)
+        new = filled.reshape(-1)[idx]
+        total += int((new > S[:, j]).sum())
+        out[:, j] = new
     return out, total
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from dask.base import tokenize
 
 from .._kernels.constraints import constrained_hals_maps
-from .._kernels.nmf import as_matrix, hals_sweeps, mu_step, nnls_clip
+from .._kernels.nmf import as_matrix, hals_sweeps, loss_change, mu_step, nnls_clip
 
 __all__ = [
     "c_update",
@@ -74,13 +74,17 @@ def _c_chunk(
     if scale is not None:
         w *= scale
     p = as_matrix(block) @ s
+    old = w.copy()
     if solver == "hals":
         hals_sweeps(w, p, g, sweeps, inner_tol)
     elif solver == "mu":
         w = mu_step(w, p, g)
     else:
         w = nnls_clip(p, g)
-    return w.reshape(cy, cx, k)
+    out = np.zeros((cy, cx, k + 1), dtype=np.float32)
+    out[..., :k] = w.reshape(cy, cx, k)
+    out[0, 0, k] = loss_change(old, w, p, g)
+    return out
 
 
 def c_update(
@@ -92,7 +96,7 @@ def c_update(
     sweeps: int = 10,
     inner_tol: float = 0.01,
     scale: np.ndarray | None = None,
-) -> da.Array:
+) -> tuple[da.Array, da.Array]:
     """Update the maps chunk by chunk for fixed diffractions ``S`` (no map constraint).
 
     Parameters
@@ -112,35 +116,47 @@ def c_update(
 
     Returns
     -------
-    dask.array.Array
-        New maps, same shape and chunks as ``C``.
+    C : dask.array.Array
+        New maps, same shape and chunks as the old.
+    dloss : dask.array.Array
+        Scalar: the exact change of the loss ``||D - C S^T||^2`` (new minus old).
     """
     s = _shared(S.astype(np.float32), "nmf-S")
     g = (S.T.astype(np.float64) @ S.astype(np.float64)).astype(np.float32)
     sig = _sig_index(data)
-    return da.blockwise(
+    k = S.shape[1]
+    out = da.blockwise(
         _c_chunk, "yxk", data, "yx" + sig, C, "yxk", s, "mk",
-        dtype=np.float32, concatenate=True,
+        dtype=np.float32, concatenate=True, adjust_chunks={"k": k + 1},
         g=g, solver=solver, sweeps=sweeps, inner_tol=inner_tol,
         scale=None if scale is None else scale.astype(np.float32),
         name=f"nmf-update-C-{tokenize(data, C, s, g, solver, sweeps, inner_tol, scale)}",
     )  # fmt: skip
+    return _split_update(out, k)
 
 
-def _stats_chunk(block: np.ndarray, c: np.ndarray) -> np.ndarray:
+def _split_update(out: da.Array, k: int) -> tuple[da.Array, da.Array]:
+    """Split an update's ``(scan_y, scan_x, K + 1)`` output into maps and loss change."""
+    return out[..., :k], out[..., k].astype(np.float64).sum()
+
+
+def _stats_chunk(block: np.ndarray, c: np.ndarray, *, precise: bool) -> np.ndarray:
     cy, cx = _rows(block)
     k = c.shape[-1]
-    d = as_matrix(block)
-    w = c.reshape(cy * cx, k).astype(np.float32)
+    dtype = np.float64 if precise else np.float32
+    d = as_matrix(block).astype(dtype, copy=False)
+    w = c.reshape(cy * cx, k).astype(dtype)
     m = d.shape[1]
     out = np.zeros((1, 1, m + k + 1, k), dtype=np.float64)
-    out[0, 0, :m] = d.T @ w
+    out[0, 0, :m] = np.dot(d.T, w)
     out[0, 0, m : m + k] = w.T.astype(np.float64) @ w.astype(np.float64)
-    out[0, 0, m + k, 0] = float(np.einsum("ij,ij->", d, d, dtype=np.float64))
+    out[0, 0, m + k, 0] = float(np.sum(np.square(d, dtype=np.float64)))
     return out
 
 
-def s_statistics(data: da.Array, C: da.Array, split_every: int = 8) -> da.Array:
+def s_statistics(
+    data: da.Array, C: da.Array, split_every: int = 8, precise: bool = False
+) -> da.Array:
     """Tree-reduced ``[Q; H; ||D||^2]`` for the diffraction update, lazily.
 
     Parameters
@@ -151,6 +167,9 @@ def s_statistics(data: da.Array, C: da.Array, split_every: int = 8) -> da.Array:
         ``(scan_y, scan_x, K)`` maps chunked like the scan.
     split_every
         Fan-in of the tree reduction.
+    precise
+        Multiply in float64 (twice the cost) rather than float32; for the one loss that is
+        not tracked by exact changes.
 
     Returns
     -------
@@ -164,8 +183,8 @@ def s_statistics(data: da.Array, C: da.Array, split_every: int = 8) -> da.Array:
     sig = _sig_index(data)
     per_chunk = da.blockwise(
         _stats_chunk, "yxrk", data, "yx" + sig, C, "yxk",
-        new_axes={"r": m + k + 1}, adjust_chunks={"y": 1, "x": 1},
-        dtype=np.float64, concatenate=True, name=f"nmf-stats-{tokenize(data, C)}",
+        new_axes={"r": m + k + 1}, adjust_chunks={"y": 1, "x": 1}, precise=precise,
+        dtype=np.float64, concatenate=True, name=f"nmf-stats-{tokenize(data, C, precise)}",
     )  # fmt: skip
     return per_chunk.sum(axis=(0, 1), split_every=split_every)
 
@@ -185,7 +204,7 @@ def c_update_constrained(
     sweeps: int = 2,
     n_iter: int = 50,
     scale: np.ndarray | None = None,
-) -> da.Array:
+) -> tuple[da.Array, da.Array]:
     """Update the maps under the map-resolution constraint (a global step, one task).
 
     The band limit couples every position of a map, so this step gathers ``P`` and ``C``
@@ -209,18 +228,35 @@ def c_update_constrained(
 
     Returns
     -------
-    dask.array.Array
-        New maps, chunked like ``C``.
+    C : dask.array.Array
+        New maps, chunked like the old.
+    dloss : dask.array.Array
+        Scalar: the exact change of the loss (new minus old).
     """
     g = S.T.astype(np.float64) @ S.astype(np.float64)
     c = C if scale is None else C * scale.astype(np.float32)
+    k = S.shape[1]
     whole = (-1, -1, -1)
-    new = da.map_blocks(
-        constrained_hals_maps, c.rechunk(whole), P.rechunk(whole),
+    out = da.map_blocks(
+        _constrained_chunk, c.rechunk(whole), P.rechunk(whole),
         g=g, keep=keep, sweeps=sweeps, n_iter=n_iter, dtype=np.float32,
+        chunks=(C.shape[0], C.shape[1], k + 1),
         name=f"nmf-update-C-constrained-{tokenize(P, c, g, keep, sweeps, n_iter)}",
     )  # fmt: skip
-    return new.rechunk(C.chunks)
+    new, dloss = _split_update(out, k)
+    return new.rechunk(C.chunks), dloss
+
+
+def _constrained_chunk(
+    c: np.ndarray, p: np.ndarray, *, g: np.ndarray, keep: np.ndarray, sweeps: int, n_iter: int
+) -> np.ndarray:
+    ny, nx, k = c.shape
+    new = constrained_hals_maps(c, p, g, keep, sweeps, n_iter)
+    out = np.zeros((ny, nx, k + 1), dtype=np.float32)
+    out[..., :k] = new
+    flat = (ny * nx, k)
+    out[0, 0, k] = loss_change(c.reshape(flat), new.reshape(flat), p.reshape(flat), g)
+    return out
 
 
 def to_rows(data: da.Array) -> da.Array:

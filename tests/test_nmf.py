@@ -1,0 +1,319 @@
+from __future__ import annotations
+
+import warnings
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+
+from dask_stemnmf import ConstrainedNMF, InputError, decompose, pca, simulate_scan
+from dask_stemnmf._kernels.nmf import hals_sweeps, mu_step, nnls_clip
+from dask_stemnmf.errors import ConvergenceWarning
+from dask_stemnmf.nmf.stats import c_update, s_statistics, split_statistics
+
+from . import naive
+
+SMALL = {"scan": (20, 18), "detector": (16, 16), "precipitates": 4, "phases": 2, "seed": 4}
+
+
+@pytest.fixture(scope="module")
+def scan():
+    with dask.config.set(scheduler="synchronous"):
+        return simulate_scan(chunks=(20, 18), **SMALL).persist()
+
+
+def matrix(ds):
+    x = ds["intensity"].values.astype(np.float64)
+    return x.reshape(x.shape[0] * x.shape[1], -1)
+
+
+def start(ds, k, seed=0):
+    rng = np.random.default_rng(seed)
+    ny, nx = ds.sizes["scan_y"], ds.sizes["scan_x"]
+    m = ds.sizes["k_y"] * ds.sizes["k_x"]
+    mean = float(ds["intensity"].mean())
+    return rng.random((ny, nx, k)) * np.sqrt(mean / k), rng.random((m, k)) * np.sqrt(mean / k)
+
+
+def rechunked(ds, chunks):
+    return ds.assign(intensity=ds["intensity"].chunk({"scan_y": chunks[0], "scan_x": chunks[1]}))
+
+
+# ---- kernels --------------------------------------------------------------------------------
+
+
+def test_hals_kernel_matches_columnwise_numpy():
+    rng = np.random.default_rng(0)
+    X = rng.random((50, 30))
+    h = rng.random((30, 5))
+    w = rng.random((50, 5))
+    ref = w.copy()
+    p, g = X @ h, h.T @ h
+    for _ in range(3):
+        for k in range(5):
+            ref[:, k] = np.maximum(0, ref[:, k] + (p[:, k] - ref @ g[:, k]) / g[k, k])
+    hals_sweeps(w, p, g, max_sweeps=3, rel_tol=0.0)
+    np.testing.assert_allclose(w, ref, rtol=1e-12)
+
+
+def test_hals_kernel_never_increases_the_objective():
+    rng = np.random.default_rng(1)
+    X, h = rng.random((40, 25)), rng.random((25, 6))
+    w = rng.random((40, 6))
+    p, g = X @ h, h.T @ h
+    previous = np.sum((X - w @ h.T) ** 2)
+    for _ in range(5):
+        hals_sweeps(w, p, g, max_sweeps=1, rel_tol=0.0)
+        now = np.sum((X - w @ h.T) ** 2)
+        assert now <= previous + 1e-9
+        previous = now
+    assert (w >= 0).all()
+
+
+def test_mu_and_als_kernels():
+    rng = np.random.default_rng(2)
+    a = rng.random((5, 3))
+    w, p, g = rng.random((7, 3)), rng.random((7, 3)), a.T @ a + np.eye(3)  # a Gram matrix
+    np.testing.assert_allclose(mu_step(w, p, g), w * p / (w @ g))
+    np.testing.assert_allclose(
+        nnls_clip(p, g), np.maximum(p @ np.linalg.inv(g), 0), rtol=1e-10, atol=1e-12
+    )
+
+
+# ---- graphs ---------------------------------------------------------------------------------
+
+
+def test_statistics_equal_numpy_and_build_lazily(scan, raise_if_dask_computes):
+    C0, S0 = start(scan, 3)
+    data = scan["intensity"].data.rechunk((7, 5, -1, -1))
+    C = da.from_array(C0.astype(np.float32), chunks=(7, 5, 3))
+    with dask.config.set(scheduler=raise_if_dask_computes):
+        C1, _ = c_update(data, C, S0, solver="hals", sweeps=2, inner_tol=0.0)
+        stats = s_statistics(data, C1, split_every=3)
+    assert raise_if_dask_computes.calls == 0
+    with dask.config.set(scheduler="synchronous"):
+        c1, st = dask.compute(C1, stats)
+    D = matrix(scan)
+    w = C0.reshape(-1, 3).copy()
+    hals_sweeps(w, D @ S0, S0.T @ S0, max_sweeps=2, rel_tol=0.0)
+    np.testing.assert_allclose(c1.reshape(-1, 3), w, rtol=2e-4, atol=1e-3)
+    q, h, d2 = split_statistics(st, D.shape[1])
+    np.testing.assert_allclose(q, D.T @ c1.reshape(-1, 3), rtol=1e-5)
+    np.testing.assert_allclose(h, c1.reshape(-1, 3).T.astype(float) @ c1.reshape(-1, 3), rtol=1e-6)
+    assert d2 == pytest.approx(float(np.sum(D * D)), rel=1e-9)
+
+
+# ---- the estimator --------------------------------------------------------------------------
+
+
+def near_truth(ds, seed=0):
+    """A start near the ground truth, perturbed by 30 %: no component dies on the way."""
+    rng = np.random.default_rng(seed)
+    maps = np.moveaxis(ds["true_maps"].values.astype(float), 0, -1)
+    patterns = ds["true_patterns"].values.reshape(maps.shape[-1], -1).T.astype(float)
+    c0 = maps * rng.uniform(0.7, 1.3, maps.shape) + 1
+    return c0, patterns * rng.uniform(0.7, 1.3, patterns.shape) + 1e-4
+
+
+def test_hals_fit_equals_the_in_memory_reference(scan):
+    C0, S0 = near_truth(scan)
+    model = ConstrainedNMF(
+        6,
+        init=(C0, S0),
+        max_iter=15,
+        tol=0,
+        diffraction_continuity=False,
+        inner_sweeps=3,
+        inner_tol=0.0,
+    )
+    with pytest.warns(ConvergenceWarning):
+        r = model.fit(rechunked(scan, (7, 6))).result_
+    C, S, losses = naive.hals_nmf(matrix(scan), C0.reshape(-1, 6), S0, 15, 3)
+    maps = r["maps"].values.reshape(6, -1).T
+    diffr = r["diffractions"].values.reshape(6, -1).T
+    np.testing.assert_allclose(r["loss"].values, losses, rtol=1e-4)
+    np.testing.assert_allclose(diffr, S, rtol=2e-3, atol=1e-6)
+    np.testing.assert_allclose(maps @ diffr.T, C @ S.T, rtol=2e-3, atol=1e-2)
+    np.testing.assert_allclose(diffr.sum(axis=0), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("solver", ["hals", "mu"])
+def test_same_result_on_three_chunkings(scan, solver):
+    results = []
+    for chunks in [(20, 18), (7, 5), (9, 18)]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            r = decompose(
+                rechunked(scan, chunks), 4, solver=solver, init="random", max_iter=25, tol=1e-6,
+                diffraction_continuity=False,
+            )  # fmt: skip
+        results.append(r)
+    first = results[0]
+    for r in results[1:]:
+        np.testing.assert_allclose(r["loss"].values, first["loss"].values, rtol=1e-4)
+        for name in ("diffractions", "maps"):
+            peak = float(np.abs(first[name].values).max())
+            np.testing.assert_allclose(r[name].values, first[name].values, atol=1e-3 * peak)
+
+
+def test_als_equals_its_in_memory_reference(scan):
+    C0, S0 = near_truth(scan)
+    with pytest.warns(ConvergenceWarning):
+        r = decompose(
+            rechunked(scan, (7, 5)),
+            6,
+            solver="als",
+            init=(C0, S0),
+            max_iter=3,
+            tol=0,
+            diffraction_continuity=False,
+        )
+    D = matrix(scan)
+    S = S0 / S0.sum(axis=0)
+    for _ in range(3):
+        C = np.maximum(D @ S @ np.linalg.inv(S.T @ S), 0)
+        S = np.maximum(D.T @ C @ np.linalg.inv(C.T @ C), 0)
+        S = S / S.sum(axis=0)
+    diffr = r["diffractions"].values.reshape(6, -1).T
+    np.testing.assert_allclose(diffr, S, atol=1e-3 * S.max())
+
+
+def test_same_result_on_a_cluster_of_processes(scan):
+    from distributed import Client, LocalCluster
+
+    kw = {
+        "init": "nndsvda",
+        "max_iter": 20,
+        "map_resolution_nm": "probe",
+        "diffraction_continuity": True,
+        "continuity_warm_start": 5,
+    }
+    local = decompose(rechunked(scan, (10, 9)), 4, **kw)
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster),
+    ):
+        remote = decompose(rechunked(scan, (10, 9)), 4, **kw)
+        remote_maps = remote["maps"].values
+    np.testing.assert_allclose(remote["loss"].values, local["loss"].values, rtol=1e-4)
+    np.testing.assert_allclose(remote_maps, local["maps"].values, rtol=1e-3, atol=1e-2)
+
+
+def test_mu_agrees_with_scikit_learn_from_the_same_start(scan):
+    sklearn = pytest.importorskip("sklearn.decomposition")
+    C0, S0 = start(scan, 3, seed=5)
+    D = matrix(scan)
+    ref = sklearn.NMF(3, init="custom", solver="mu", beta_loss="frobenius", max_iter=30, tol=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        W = ref.fit_transform(D, W=C0.reshape(-1, 3).copy(), H=S0.T.copy())
+    with pytest.warns(ConvergenceWarning):
+        r = decompose(
+            scan, 3, solver="mu", init=(C0, S0), max_iter=30, tol=0, diffraction_continuity=False
+        )
+    ours = r["maps"].values.reshape(3, -1).T @ r["diffractions"].values.reshape(3, -1)
+    theirs = W @ ref.components_
+    assert np.abs(ours - theirs).max() <= 1e-4 * np.abs(theirs).max()
+
+
+def test_map_constraint_loss_never_increases_and_maps_are_band_limited(scan):
+    r = decompose(
+        scan,
+        4,
+        map_resolution_nm="probe",
+        diffraction_continuity=False,
+        max_iter=25,
+        tol=0,
+        init="random",
+    )
+    loss = r["loss"].values
+    assert (np.diff(loss) <= 1e-7 * loss[:-1]).all(), np.diff(loss).max()
+    step = scan.attrs["scan_step_nm"]
+    cutoff = r.attrs["map_cutoff_inv_nm"]
+    for m in r["maps"].values:
+        assert (m >= 0).all()
+        if m.sum() > 0:
+            assert naive.dct_power_beyond(m.astype(float), step, cutoff * (1 + 1e-9)) < 1e-6
+
+
+def test_hals_loss_never_increases_without_constraints(scan):
+    r = decompose(scan, 5, diffraction_continuity=False, max_iter=40, tol=0, init="nndsvda")
+    loss = r["loss"].values
+    assert (np.diff(loss) <= 1e-7 * loss[:-1]).all()
+
+
+def test_continuity_removes_dips_that_primitive_nmf_leaves():
+    ds = simulate_scan(
+        scan=(40, 40),
+        detector=(48, 48),
+        precipitates=8,
+        phases=2,
+        seed=2,
+        dose=20000.0,
+        chunks=(20, 20),
+    ).persist()
+    kw = {"init": "nndsvda", "max_iter": 60, "tol": 1e-5}
+    primitive = decompose(ds, 8, diffraction_continuity=False, **kw)
+    constrained = decompose(
+        ds, 8, diffraction_continuity=True, continuity_radius_px=1, dip_threshold=0.02, **kw
+    )
+    cy, cx = ds.attrs["beam_centre_px"]
+    yy, xx = np.indices((48, 48))
+    outside = np.hypot(yy - cy, xx - cx) > 6
+
+    def dips(result):
+        total = 0
+        for p in result["diffractions"].values.astype(float):
+            depth = naive.closing_raise(p, 1)
+            total += int(((depth > 0.05 * p.max()) & outside).sum())
+        return total
+
+    assert dips(constrained) == 0
+    assert dips(primitive) > 5
+
+
+def test_bad_requests_are_refused(scan):
+    with pytest.raises(InputError, match="positive integer"):
+        decompose(scan, 0)
+    with pytest.raises(InputError, match="exceeds"):
+        decompose(scan, 10_000)
+    with pytest.raises(InputError, match="solver"):
+        decompose(scan, 2, solver="newton")
+    bad = scan.assign(intensity=scan["intensity"].astype("float32").where(scan["intensity"] < 40))
+    with pytest.raises(InputError, match="NaN"):
+        decompose(bad, 2)
+    neg = scan.assign(intensity=scan["intensity"].astype("float32") - 1)
+    with pytest.raises(InputError, match="negative='clip'"):
+        decompose(neg, 2)
+    r = decompose(neg, 2, negative="clip", max_iter=3, tol=1)
+    assert np.isfinite(r["maps"].values).all()
+
+
+def test_more_components_than_the_rank_gives_no_nan():
+    rng = np.random.default_rng(0)
+    base = simulate_scan(scan=(10, 10), detector=(8, 8), precipitates=0, noise=False)
+    rank2 = np.einsum("syx,sab->yxab", base["true_maps"].values, base["true_patterns"].values)
+    ds = base.assign(intensity=(base["intensity"].dims, rank2.astype("float32")))
+    ds["intensity"][0, 0] = 0  # an all-zero position too
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        r = decompose(ds, 6, max_iter=30, init="random", random_state=int(rng.integers(100)))
+    assert np.isfinite(r["maps"].values).all() and np.isfinite(r["diffractions"].values).all()
+    np.testing.assert_allclose(r["diffractions"].values.reshape(6, -1).sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_pca_matches_numpy_svd(scan):
+    r = pca(scan, 3)
+    D = matrix(scan)
+    X = D - D.mean(axis=0)
+    s = np.linalg.svd(X, compute_uv=False)
+    np.testing.assert_allclose(
+        r["explained_variance"].values, s[:3] ** 2 / (D.shape[0] - 1), rtol=1e-3
+    )
+    assert (r["diffractions"].values.reshape(3, -1).sum(axis=1) > 0).all()
+    recon = r["maps"].values.reshape(3, -1).T @ r["diffractions"].values.reshape(3, -1)
+    u, s_, vt = np.linalg.svd(X, full_matrices=False)
+    np.testing.assert_allclose(recon, (u[:, :3] * s_[:3]) @ vt[:3], atol=1e-2 * np.abs(X).max())
