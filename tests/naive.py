@@ -111,3 +111,22 @@ def closing_raise(pattern: np.ndarray, radius: int) -> np.ndarray:
             ero, padded[radius - dy : radius - dy + ny, radius - dx : radius - dx + nx]
         )
     return ero - pattern
+
+
+def diffraction_noise(maps: np.ndarray, diffractions: np.ndarray) -> np.ndarray:
+    """Counting-noise std of each diffraction pixel, by the explicit sum over positions.
+
+    ``maps (K, N)`` and ``diffractions (K, M)``. For Poisson data of mean
+    ``L = maps^T diffractions`` the estimate ``D^T c_k / |c_k|^2`` of diffraction ``k`` has
+    variance ``sum_i c_ik^2 L_ij / |c_k|^4`` at pixel ``j``, in the diffractions' units.
+    """
+    lam = maps.T @ diffractions  # (N, M)
+    out = np.zeros_like(diffractions)
+    for k in range(maps.shape[0]):
+        c = maps[k]
+        c2 = float(c @ c)
+        if c2 <= 0:
+            continue
+        var = (c * c) @ lam / c2**2  # variance of D^T c / |c|^2, in counts-per-map-unit
+        out[k] = np.sqrt(np.maximum(var, 0))
+    return out

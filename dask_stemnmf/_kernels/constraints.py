@@ -133,7 +133,10 @@ def dip_depth(pattern: np.ndarray, radius_px: float) -> np.ndarray:
 
 
 def fill_dips(
-    pattern: np.ndarray, radius_px: float, threshold: float, fraction: float = 1.0
+    pattern: np.ndarray,
+    radius_px: float,
+    threshold: float | np.ndarray,
+    fraction: float = 1.0,
 ) -> tuple[np.ndarray, int]:
     """Raise the dips deeper than ``threshold`` toward the closing; never lower a pixel.
 
@@ -144,7 +147,8 @@ def fill_dips(
     radius_px
         Closing disc radius in pixels (about one Bragg disc).
     threshold
-        Depth, in the pattern's units, below which a valley is noise and left alone.
+        Depth, in the pattern's units, below which a valley is noise and left alone: a
+        number, or an array shaped like ``pattern`` (e.g. a multiple of the noise per pixel).
     fraction
         How far to raise a dip (1 fills it; less damps the step).
 

@@ -130,8 +130,10 @@ class ConstrainedNMF:
         Seed of the initialisation.
     continuity_radius_px
         Radius of the closing disc (default one Bragg disc from the calibration).
-    dip_threshold
-        Depth below which a valley is noise, as a fraction of the diffraction's maximum.
+    dip_threshold, dip_sigma
+        A valley is filled only where it is deeper than both ``dip_threshold`` times the
+        diffraction's maximum and ``dip_sigma`` times the counting noise of that pixel
+        (estimated from the pass's statistics): noise-level valleys are not artefacts.
     continuity_warm_start
         Iterations before the continuity constraint starts.
     inner_sweeps, inner_tol
@@ -172,6 +174,7 @@ class ConstrainedNMF:
         random_state: int = 0,
         continuity_radius_px: float | None = None,
         dip_threshold: float = 0.02,
+        dip_sigma: float = 3.0,
         continuity_warm_start: int = 10,
         inner_sweeps: int = 10,
         inner_tol: float = 0.01,
@@ -192,6 +195,7 @@ class ConstrainedNMF:
         self.random_state = random_state
         self.continuity_radius_px = continuity_radius_px
         self.dip_threshold = dip_threshold
+        self.dip_sigma = dip_sigma
         self.continuity_warm_start = continuity_warm_start
         self.inner_sweeps = inner_sweeps
         self.inner_tol = inner_tol
@@ -333,8 +337,9 @@ class ConstrainedNMF:
             self._keep = bandlimit_mask((ny, nx), _scan_step(ds), cutoff)
         radius = self.continuity_radius_px or default_continuity_radius(ds, sig)
 
-        def fill(S: np.ndarray, fraction: float) -> tuple[np.ndarray, int]:
-            return _fill_all(S, idx, sig_shape, radius, self.dip_threshold, fraction)
+        def fill(S: np.ndarray, fraction: float, sigma: np.ndarray) -> tuple[np.ndarray, int]:
+            floor = self.dip_sigma * sigma
+            return _fill_all(S, idx, sig_shape, radius, self.dip_threshold, floor, fraction)
 
         t_init = time.perf_counter()
         C, S = self._initial(data, k, float(pixel_sum[idx].sum()) / (ny * nx * m))
@@ -377,20 +382,20 @@ class ConstrainedNMF:
         C: da.Array,
         S: np.ndarray,
         d2: float,
-        fill: Callable[[np.ndarray, float], tuple[np.ndarray, int]],
+        fill: Callable[[np.ndarray, float, np.ndarray], tuple[np.ndarray, int]],
     ) -> tuple[da.Array, np.ndarray, list[float], bool, int]:
         """Alternate the updates; return maps, diffractions, losses, convergence, dips."""
         m = S.shape[0]
         S, scale = _normalise(S)
         losses: list[float] = []
         fraction, converged, n_dips, loss = 1.0, False, 0, float("nan")
-        q = h = np.zeros(0)
+        q = h = t = np.zeros(0)
         for it in range(self.max_iter):
             C, dloss = self._update_maps(data, C, S, scale)
             stats = s_statistics(data, C, precise=it == 0)
             C, stats, dloss = dask.persist(C, stats, dloss)
             stats_np, dc = dask.compute(stats, dloss)
-            q, h, _ = split_statistics(stats_np, m)
+            q, h, t, _ = split_statistics(stats_np, m)
             if it == 0:
                 # the only loss taken from the statistics; later ones add exact changes
                 loss = d2 - 2.0 * float(np.sum(q * S)) + float(np.sum(h * (S.T @ S)))
@@ -400,7 +405,7 @@ class ConstrainedNMF:
             S = self._update_s(S, q, h)
             filling = self.diffraction_continuity and it >= self.continuity_warm_start
             if filling:
-                S, n_dips = fill(S, fraction)
+                S, n_dips = fill(S, fraction, _poisson_sigma(S, h, t))
             loss += loss_change(s_old, S, q, h)
             rel = max(loss, 0.0) / d2 if d2 > 0 else 0.0
             if filling and losses:
@@ -427,7 +432,7 @@ class ConstrainedNMF:
             # a last full fill, then maps fitted to the final diffractions: the result meets
             # the constraint exactly
             s_old = S * scale
-            S, n_dips = fill(s_old, 1.0)
+            S, n_dips = fill(s_old, 1.0, _poisson_sigma(s_old, h, t))
             loss += loss_change(s_old, S, q, h)
             S, scale = _normalise(S)
             C, dloss = self._update_maps(data, C, S, scale)
@@ -493,6 +498,7 @@ class ConstrainedNMF:
             "random_state": self.random_state,
             "continuity_radius_px": radius,
             "dip_threshold": self.dip_threshold,
+            "dip_sigma": self.dip_sigma,
             "continuity_warm_start": self.continuity_warm_start,
             "inner_sweeps": self.inner_sweeps,
             "negative": self.negative or "refuse",
@@ -570,25 +576,45 @@ def _reseed_dead(S: np.ndarray, iteration: int, seed: int) -> np.ndarray:
     return S
 
 
+def _poisson_sigma(S: np.ndarray, h: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Counting-noise standard deviation of each diffraction pixel, ``(M, K)``.
+
+    For counts ``D ~ Poisson(C S^T)`` the least-squares estimate ``S_k ~ D^T c_k / |c_k|^2``
+    has variance ``sum_i c_ik^2 (C S^T)_ij / |c_k|^4 = (S T)_jk / H_kk^2`` with
+    ``T = C^T (C * C)``, both from the pass's statistics (``S`` in the scale of ``C``).
+    """
+    diag = np.maximum(np.diag(h), 1e-300)
+    return np.sqrt(np.maximum(S @ t, 0.0)) / diag
+
+
 def _fill_all(
     S: np.ndarray,
     idx: np.ndarray,
     sig_shape: tuple[int, ...],
     radius: float,
     threshold: float,
+    floor: np.ndarray,
     fraction: float,
 ) -> tuple[np.ndarray, int]:
-    """Fill every diffraction's dips; masked pixels (zeros) only shape the closing."""
+    """Fill every diffraction's dips deeper than ``max(threshold * peak, floor)``.
+
+    Masked pixels (zeros) only shape the closing; ``floor`` is ``(M, K)`` (noise per pixel).
+    """
     out = S.copy()
     total = 0
     full = np.zeros(int(np.prod(sig_shape)))
+    depth_floor = np.zeros(int(np.prod(sig_shape)))
     for j in range(S.shape[1]):
         peak = float(S[:, j].max())
         if peak <= 0:
             continue
         full[:] = 0.0
         full[idx] = S[:, j]
-        filled, _ = fill_dips(full.reshape(sig_shape), radius, threshold * peak, fraction)
+        depth_floor[:] = np.inf
+        depth_floor[idx] = np.maximum(threshold * peak, floor[:, j])
+        filled, _ = fill_dips(
+            full.reshape(sig_shape), radius, depth_floor.reshape(sig_shape), fraction
+        )
         new = filled.reshape(-1)[idx]
         total += int((new > S[:, j]).sum())
         out[:, j] = new

@@ -147,17 +147,19 @@ def _stats_chunk(block: np.ndarray, c: np.ndarray, *, precise: bool) -> np.ndarr
     d = as_matrix(block).astype(dtype, copy=False)
     w = c.reshape(cy * cx, k).astype(dtype)
     m = d.shape[1]
-    out = np.zeros((1, 1, m + k + 1, k), dtype=np.float64)
+    out = np.zeros((1, 1, m + 2 * k + 1, k), dtype=np.float64)
     out[0, 0, :m] = np.dot(d.T, w)
-    out[0, 0, m : m + k] = w.T.astype(np.float64) @ w.astype(np.float64)
-    out[0, 0, m + k, 0] = float(np.sum(np.square(d, dtype=np.float64)))
+    w64 = w.astype(np.float64)
+    out[0, 0, m : m + k] = w64.T @ w64
+    out[0, 0, m + k : m + 2 * k] = w64.T @ (w64 * w64)
+    out[0, 0, m + 2 * k, 0] = float(np.sum(np.square(d, dtype=np.float64)))
     return out
 
 
 def s_statistics(
     data: da.Array, C: da.Array, split_every: int = 8, precise: bool = False
 ) -> da.Array:
-    """Tree-reduced ``[Q; H; ||D||^2]`` for the diffraction update, lazily.
+    """Tree-reduced ``[Q; H; T; ||D||^2]`` for the diffraction update, lazily.
 
     Parameters
     ----------
@@ -174,8 +176,9 @@ def s_statistics(
     Returns
     -------
     dask.array.Array
-        ``(M + K + 1, K)`` float64: rows ``:M`` hold ``Q = D^T C``, rows ``M:M+K`` hold
-        ``H = C^T C``, and element ``[M+K, 0]`` holds ``||D||^2``; see
+        ``(M + 2K + 1, K)`` float64: rows ``:M`` hold ``Q = D^T C``, rows ``M:M+K`` hold
+        ``H = C^T C``, rows ``M+K:M+2K`` hold ``T = C^T (C * C)`` (for the Poisson noise of
+        the diffractions) and element ``[M+2K, 0]`` holds ``||D||^2``; see
         :func:`split_statistics`.
     """
     m = int(np.prod(data.shape[2:]))
@@ -183,16 +186,16 @@ def s_statistics(
     sig = _sig_index(data)
     per_chunk = da.blockwise(
         _stats_chunk, "yxrk", data, "yx" + sig, C, "yxk",
-        new_axes={"r": m + k + 1}, adjust_chunks={"y": 1, "x": 1}, precise=precise,
+        new_axes={"r": m + 2 * k + 1}, adjust_chunks={"y": 1, "x": 1}, precise=precise,
         dtype=np.float64, concatenate=True, name=f"nmf-stats-{tokenize(data, C, precise)}",
     )  # fmt: skip
     return per_chunk.sum(axis=(0, 1), split_every=split_every)
 
 
-def split_statistics(stats: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Split computed :func:`s_statistics` into ``Q (M, K)``, ``H (K, K)`` and ``||D||^2``."""
+def split_statistics(stats: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Split computed :func:`s_statistics` into ``Q (M, K)``, ``H``, ``T (K, K)``, ``||D||^2``."""
     k = stats.shape[1]
-    return stats[:m], stats[m : m + k], float(stats[m + k, 0])
+    return stats[:m], stats[m : m + k], stats[m + k : m + 2 * k], float(stats[m + 2 * k, 0])
 
 
 def c_update_constrained(
