@@ -148,8 +148,9 @@ class ConstrainedNMF:
         pixels, ``detector_mask``'s invalid pixels and all-zero pixels are excluded from the
         fit and come back as zeros in the diffractions.
     persist
-        Keep the data in cluster memory between iterations: ``"auto"`` (when it fits in
-        half the memory), ``True`` or ``False`` (stream from storage every pass).
+        Keep the data in cluster memory between iterations: ``"auto"`` (as float32 when
+        that fits in half the memory, else in the stored dtype when that fits, else stream
+        from storage every pass), ``True`` (as float32) or ``False`` (always stream).
     callback
         Called after every iteration with ``(iteration, relative_loss)``.
 
@@ -283,20 +284,27 @@ class ConstrainedNMF:
             raise InputError("no detector pixel is left to fit after masking; check the masks")
         return valid, info
 
-    def _should_persist(self, data: da.Array) -> bool:
-        if self.persist != "auto":
-            return bool(self.persist)
+    def _persist_dtype(self, data: da.Array) -> np.dtype | None:
+        """Dtype to hold the data in memory in: float32, the stored dtype, or None (stream)."""
+        if self.persist is False:
+            return None
+        if self.persist is True:
+            return np.dtype(np.float32)
         try:
             from distributed import get_client
 
-            client = get_client()
-            info = client.scheduler_info(n_workers=-1)
+            info = get_client().scheduler_info(n_workers=-1)
             memory = sum(w.get("memory_limit", 0) for w in info["workers"].values())
         except (ImportError, ValueError):
             import psutil
 
             memory = psutil.virtual_memory().available
-        return data.nbytes < 0.5 * memory
+        as_float = data.size * 4
+        if as_float < 0.5 * memory:
+            return np.dtype(np.float32)
+        if data.nbytes < 0.5 * memory:
+            return data.dtype
+        return None
 
     # -- the fit ----------------------------------------------------------------------------
     def fit(self, ds: xr.Dataset) -> ConstrainedNMF:
@@ -328,8 +336,10 @@ class ConstrainedNMF:
         if k > m:
             raise InputError(f"n_components={k} exceeds the {m} detector pixels left after masking")
         d2 = float(pixel_sq[idx].sum())
-        if self._should_persist(data):
-            data = data.persist()
+        persist = self._persist_dtype(data)
+        if persist is not None:
+            # held in cluster memory as float32 when that fits: no conversion per pass
+            data = data.astype(persist).persist()
         cutoff = float("nan")
         self._keep: np.ndarray | None = None
         if self.map_resolution_nm is not None:
@@ -395,7 +405,7 @@ class ConstrainedNMF:
             stats = s_statistics(data, C, precise=it == 0)
             C, stats, dloss = dask.persist(C, stats, dloss)
             stats_np, dc = dask.compute(stats, dloss)
-            q, h, t, _ = split_statistics(stats_np, m)
+            q, h, t = split_statistics(stats_np, m)
             if it == 0:
                 # the only loss taken from the statistics; later ones add exact changes
                 loss = d2 - 2.0 * float(np.sum(q * S)) + float(np.sum(h * (S.T @ S)))

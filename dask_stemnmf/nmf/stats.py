@@ -9,6 +9,8 @@ dask's tree reductions. Nothing here computes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
@@ -42,7 +44,19 @@ def _rows(block: np.ndarray) -> tuple[int, int]:
     return block.shape[0], block.shape[1]
 
 
-def _p_chunk(block: np.ndarray, s: np.ndarray) -> np.ndarray:
+def _one(x: Any) -> np.ndarray:
+    """Unwrap the single block that blockwise passes as a list along a contracted axis.
+
+    Blockwise graphs here use ``concatenate=False``: with ``True`` dask copies even a single
+    block through ``concatenate3``, a full copy of each data chunk per task.
+    """
+    while isinstance(x, list):
+        (x,) = x
+    return x
+
+
+def _p_chunk(block: Any, s: Any) -> np.ndarray:
+    block, s = _one(block), _one(s)
     cy, cx = _rows(block)
     return (as_matrix(block) @ s).reshape(cy, cx, s.shape[1])
 
@@ -53,14 +67,14 @@ def data_products(data: da.Array, S: np.ndarray) -> da.Array:
     sig = _sig_index(data)
     return da.blockwise(
         _p_chunk, "yxk", data, "yx" + sig, s, "mk",
-        dtype=np.float32, concatenate=True, name=f"nmf-DS-{tokenize(data, s)}",
+        dtype=np.float32, concatenate=False, name=f"nmf-DS-{tokenize(data, s)}",
     )  # fmt: skip
 
 
 def _c_chunk(
-    block: np.ndarray,
+    block: Any,
     c: np.ndarray,
-    s: np.ndarray,
+    s: Any,
     *,
     g: np.ndarray,
     solver: str,
@@ -68,6 +82,7 @@ def _c_chunk(
     inner_tol: float,
     scale: np.ndarray | None,
 ) -> np.ndarray:
+    block, s = _one(block), _one(s)
     cy, cx = _rows(block)
     k = s.shape[1]
     w = np.array(c.reshape(cy * cx, k), dtype=np.float32, order="C")
@@ -127,7 +142,7 @@ def c_update(
     k = S.shape[1]
     out = da.blockwise(
         _c_chunk, "yxk", data, "yx" + sig, C, "yxk", s, "mk",
-        dtype=np.float32, concatenate=True, adjust_chunks={"k": k + 1},
+        dtype=np.float32, concatenate=False, adjust_chunks={"k": k + 1},
         g=g, solver=solver, sweeps=sweeps, inner_tol=inner_tol,
         scale=None if scale is None else scale.astype(np.float32),
         name=f"nmf-update-C-{tokenize(data, C, s, g, solver, sweeps, inner_tol, scale)}",
@@ -140,26 +155,26 @@ def _split_update(out: da.Array, k: int) -> tuple[da.Array, da.Array]:
     return out[..., :k], out[..., k].astype(np.float64).sum()
 
 
-def _stats_chunk(block: np.ndarray, c: np.ndarray, *, precise: bool) -> np.ndarray:
+def _stats_chunk(block: Any, c: np.ndarray, *, precise: bool) -> np.ndarray:
+    block = _one(block)
     cy, cx = _rows(block)
     k = c.shape[-1]
     dtype = np.float64 if precise else np.float32
     d = as_matrix(block).astype(dtype, copy=False)
     w = c.reshape(cy * cx, k).astype(dtype)
     m = d.shape[1]
-    out = np.zeros((1, 1, m + 2 * k + 1, k), dtype=np.float64)
+    out = np.zeros((1, 1, m + 2 * k, k), dtype=np.float64)
     out[0, 0, :m] = np.dot(d.T, w)
     w64 = w.astype(np.float64)
     out[0, 0, m : m + k] = w64.T @ w64
     out[0, 0, m + k : m + 2 * k] = w64.T @ (w64 * w64)
-    out[0, 0, m + 2 * k, 0] = float(np.sum(np.square(d, dtype=np.float64)))
     return out
 
 
 def s_statistics(
     data: da.Array, C: da.Array, split_every: int = 8, precise: bool = False
 ) -> da.Array:
-    """Tree-reduced ``[Q; H; T; ||D||^2]`` for the diffraction update, lazily.
+    """Tree-reduced ``[Q; H; T]`` for the diffraction update, lazily.
 
     Parameters
     ----------
@@ -176,26 +191,25 @@ def s_statistics(
     Returns
     -------
     dask.array.Array
-        ``(M + 2K + 1, K)`` float64: rows ``:M`` hold ``Q = D^T C``, rows ``M:M+K`` hold
-        ``H = C^T C``, rows ``M+K:M+2K`` hold ``T = C^T (C * C)`` (for the Poisson noise of
-        the diffractions) and element ``[M+2K, 0]`` holds ``||D||^2``; see
-        :func:`split_statistics`.
+        ``(M + 2K, K)`` float64: rows ``:M`` hold ``Q = D^T C``, rows ``M:M+K`` hold
+        ``H = C^T C`` and rows ``M+K:M+2K`` hold ``T = C^T (C * C)`` (for the counting noise
+        of the diffractions); see :func:`split_statistics`.
     """
     m = int(np.prod(data.shape[2:]))
     k = C.shape[-1]
     sig = _sig_index(data)
     per_chunk = da.blockwise(
         _stats_chunk, "yxrk", data, "yx" + sig, C, "yxk",
-        new_axes={"r": m + 2 * k + 1}, adjust_chunks={"y": 1, "x": 1}, precise=precise,
-        dtype=np.float64, concatenate=True, name=f"nmf-stats-{tokenize(data, C, precise)}",
+        new_axes={"r": m + 2 * k}, adjust_chunks={"y": 1, "x": 1}, precise=precise,
+        dtype=np.float64, concatenate=False, name=f"nmf-stats-{tokenize(data, C, precise)}",
     )  # fmt: skip
     return per_chunk.sum(axis=(0, 1), split_every=split_every)
 
 
-def split_statistics(stats: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Split computed :func:`s_statistics` into ``Q (M, K)``, ``H``, ``T (K, K)``, ``||D||^2``."""
+def split_statistics(stats: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split computed :func:`s_statistics` into ``Q (M, K)``, ``H (K, K)`` and ``T (K, K)``."""
     k = stats.shape[1]
-    return stats[:m], stats[m : m + k], stats[m + k : m + 2 * k], float(stats[m + 2 * k, 0])
+    return stats[:m], stats[m : m + k], stats[m + k : m + 2 * k]
 
 
 def c_update_constrained(
