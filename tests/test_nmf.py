@@ -323,3 +323,61 @@ def test_pca_matches_numpy_svd(scan):
     recon = r["maps"].values.reshape(3, -1).T @ r["diffractions"].values.reshape(3, -1)
     u, s_, vt = np.linalg.svd(X, full_matrices=False)
     np.testing.assert_allclose(recon, (u[:, :3] * s_[:3]) @ vt[:3], atol=1e-2 * np.abs(X).max())
+
+
+def test_spectrum_images_decompose_with_both_constraints():
+    """(scan_y, scan_x, energy): maps band-limited, spectra continuous along energy."""
+    rng = np.random.default_rng(3)
+    ny, nx, ne = 24, 20, 200
+    energy = 400 + 0.5 * np.arange(ne)
+    peaks = np.stack(
+        [
+            np.exp(-0.5 * ((energy - 455) / 3) ** 2) + 0.2 * np.exp(-(energy - 400) / 40),
+            np.exp(-0.5 * ((energy - 480) / 4) ** 2) + 0.2 * np.exp(-(energy - 400) / 40),
+        ]
+    )
+    yy, xx = np.mgrid[:ny, :nx]
+    maps = np.stack(
+        [
+            200 * np.exp(-(((yy - 8) ** 2 + (xx - 6) ** 2) / 30)) + 20,
+            200 * np.exp(-(((yy - 15) ** 2 + (xx - 13) ** 2) / 40)) + 20,
+        ]
+    )
+    counts = rng.poisson(np.einsum("kyx,ke->yxe", maps, peaks)).astype("uint16")
+    ds = (
+        __import__("xarray")
+        .Dataset(
+            {"intensity": (("scan_y", "scan_x", "energy"), counts)},
+            coords={
+                "scan_y": ("scan_y", np.arange(ny) * 2.0, {"units": "nm"}),
+                "scan_x": ("scan_x", np.arange(nx) * 2.0, {"units": "nm"}),
+                "energy": ("energy", energy, {"units": "eV"}),
+            },
+            attrs={
+                "beam_energy_kev": 200.0,
+                "convergence_semiangle_mrad": 20.0,
+                "scan_step_nm": 2.0,
+            },
+        )
+        .chunk({"scan_y": 7, "scan_x": 20})
+    )
+    r = decompose(
+        ds,
+        2,
+        map_resolution_nm=6.0,
+        diffraction_continuity=True,
+        continuity_radius_px=2,
+        max_iter=100,
+        tol=1e-6,
+    )
+    assert r["diffractions"].dims == ("component", "energy")
+    assert np.isfinite(r["maps"].values).all()
+    truth = peaks / peaks.sum(axis=1, keepdims=True)
+    found = r["diffractions"].values.astype(float)
+    cos = found @ truth.T / np.outer(np.linalg.norm(found, axis=1), np.linalg.norm(truth, axis=1))
+    assert max(cos[0, 0] * cos[1, 1], cos[0, 1] * cos[1, 0]) > 0.97**2
+    for m in r["maps"].values:
+        assert (
+            naive.dct_power_beyond(m.astype(float), 2.0, r.attrs["map_cutoff_inv_nm"] * (1 + 1e-9))
+            < 1e-6
+        )

@@ -24,7 +24,9 @@ def _random_rows(
     return out
 
 
-def random_init(data: da.Array, k: int, mean: float, seed: int) -> tuple[da.Array, np.ndarray]:
+def random_init(
+    data: da.Array, k: int, mean: float, seed: int, pixels: np.ndarray | None = None
+) -> tuple[da.Array, np.ndarray]:
     """Uniform random factors scaled to the data's mean, the same whatever the chunking.
 
     Each scan row draws from its own Philox stream, so a position's initial map values do
@@ -40,6 +42,8 @@ def random_init(data: da.Array, k: int, mean: float, seed: int) -> tuple[da.Arra
         Mean value of the data.
     seed
         Seed.
+    pixels
+        Indices of the fitted pixels (``M`` of them); ``None`` for all.
 
     Returns
     -------
@@ -50,7 +54,7 @@ def random_init(data: da.Array, k: int, mean: float, seed: int) -> tuple[da.Arra
     """
     ss = np.random.SeedSequence(seed)
     key = ss.generate_state(2, dtype=np.uint64)
-    m = int(np.prod(data.shape[2:]))
+    m = int(np.prod(data.shape[2:])) if pixels is None else len(pixels)
     scale = np.sqrt(max(mean, 1e-12) / k)
     ny, nx = data.shape[:2]
     C = da.map_blocks(
@@ -65,7 +69,9 @@ def random_init(data: da.Array, k: int, mean: float, seed: int) -> tuple[da.Arra
     return C, S
 
 
-def nndsvda(data: da.Array, k: int, mean: float, seed: int) -> tuple[da.Array, np.ndarray]:
+def nndsvda(
+    data: da.Array, k: int, mean: float, seed: int, pixels: np.ndarray | None = None
+) -> tuple[da.Array, np.ndarray]:
     """NNDSVD with zeros filled by the data mean (Boutsidis & Gallopoulos; "nndsvda").
 
     The leading singular triplets come from :func:`dask.array.linalg.svd_compressed` (a few
@@ -82,6 +88,8 @@ def nndsvda(data: da.Array, k: int, mean: float, seed: int) -> tuple[da.Array, n
         Mean value of the data.
     seed
         Seed of the randomised SVD.
+    pixels
+        Indices of the fitted pixels; ``None`` for all.
 
     Returns
     -------
@@ -91,6 +99,8 @@ def nndsvda(data: da.Array, k: int, mean: float, seed: int) -> tuple[da.Array, n
         ``(M, K)`` float64 diffractions.
     """
     rows = to_rows(data).astype(np.float32)
+    if pixels is not None:
+        rows = rows[:, pixels]
     u, s, v = da.linalg.svd_compressed(rows, k, n_power_iter=2, seed=seed, compute=False)
     pos_norm = da.sqrt((da.maximum(u, 0) ** 2).sum(axis=0))
     neg_norm = da.sqrt((da.maximum(-u, 0) ** 2).sum(axis=0))

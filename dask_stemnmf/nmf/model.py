@@ -225,13 +225,11 @@ class ConstrainedNMF:
             raise InputError(f"negative={self.negative!r}; choose None, 'clip' or 'offset'")
 
     def _prepared_data(self, ds: xr.Dataset) -> tuple[da.Array, np.ndarray, np.ndarray]:
-        """Check the values; return data ``(scan_y, scan_x, M)``, pixel sums and squares.
+        """Check the values; return the data, and ``(M,)`` pixel sums and sums of squares.
 
         One pass over the data when it is clean (float64 sums per pixel).
         """
         data = ds["intensity"].data
-        ny, nx = data.shape[:2]
-        data = data.reshape(ny, nx, int(np.prod(data.shape[2:])))
 
         def sums(x: da.Array) -> tuple[da.Array, da.Array]:
             x64 = x.astype(np.float64)
@@ -255,7 +253,7 @@ class ConstrainedNMF:
             else:
                 data = data - data.dtype.type(report.minimum)
             total, sq = dask.compute(*sums(data))
-        return data, np.asarray(total), np.asarray(sq)
+        return data, np.asarray(total).reshape(-1), np.asarray(sq).reshape(-1)
 
     def _fit_pixels(
         self, ds: xr.Dataset, sig: tuple[str, ...], pixel_sum: np.ndarray
@@ -330,8 +328,8 @@ class ConstrainedNMF:
         data, pixel_sum, pixel_sq = self._prepared_data(ds)
         valid, mask_info = self._fit_pixels(ds, sig, pixel_sum)
         idx = np.flatnonzero(valid)
-        if idx.size < valid.size:
-            data = data[..., idx]
+        # chunk tasks take the fitted pixels themselves: no extra layers on the data graph
+        self._pixels = idx if idx.size < valid.size else None
         m = int(idx.size)
         if k > m:
             raise InputError(f"n_components={k} exceeds the {m} detector pixels left after masking")
@@ -379,10 +377,10 @@ class ConstrainedNMF:
         if self._keep is None:
             return c_update(
                 data, C, S, solver=self.solver, sweeps=self.inner_sweeps,
-                inner_tol=self.inner_tol, scale=scale,
+                inner_tol=self.inner_tol, scale=scale, pixels=self._pixels,
             )  # fmt: skip
         return c_update_constrained(
-            data_products(data, S), C, S, self._keep,
+            data_products(data, S, self._pixels), C, S, self._keep,
             sweeps=self.map_sweeps, n_iter=self.dykstra_iter, scale=scale,
         )  # fmt: skip
 
@@ -402,7 +400,7 @@ class ConstrainedNMF:
         q = h = t = np.zeros(0)
         for it in range(self.max_iter):
             C, dloss = self._update_maps(data, C, S, scale)
-            stats = s_statistics(data, C, precise=it == 0)
+            stats = s_statistics(data, C, precise=it == 0, pixels=self._pixels)
             C, stats, dloss = dask.persist(C, stats, dloss)
             stats_np, dc = dask.compute(stats, dloss)
             q, h, t = split_statistics(stats_np, m)
@@ -459,9 +457,9 @@ class ConstrainedNMF:
             c0 = da.asarray(c0).astype(np.float32).rechunk((data.chunks[0], data.chunks[1], k))
             return c0, np.asarray(s0, dtype=np.float64)
         if self.init == "random":
-            return random_init(data, k, mean, self.random_state)
+            return random_init(data, k, mean, self.random_state, self._pixels)
         if self.init == "nndsvda":
-            return nndsvda(data, k, mean, self.random_state)
+            return nndsvda(data, k, mean, self.random_state, self._pixels)
         raise InputError(f"init={self.init!r}; choose 'nndsvda', 'random' or a (C, S) tuple")
 
     def _update_s(self, S: np.ndarray, q: np.ndarray, h: np.ndarray) -> np.ndarray:

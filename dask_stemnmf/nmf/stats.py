@@ -55,19 +55,34 @@ def _one(x: Any) -> np.ndarray:
     return x
 
 
-def _p_chunk(block: Any, s: Any) -> np.ndarray:
-    block, s = _one(block), _one(s)
-    cy, cx = _rows(block)
-    return (as_matrix(block) @ s).reshape(cy, cx, s.shape[1])
+def _pixels(pixels: np.ndarray | None) -> tuple[Any, ...]:
+    """Blockwise arguments that pass the fitted pixel indices (none when all are fitted)."""
+    if pixels is None:
+        return ()
+    return (_shared(np.asarray(pixels, dtype=np.int64), "nmf-pixels"), "m")
 
 
-def data_products(data: da.Array, S: np.ndarray) -> da.Array:
+def _matrix(block: Any, pix: tuple[Any, ...]) -> np.ndarray:
+    """Flatten a chunk to float32 ``(positions, fitted pixels)``."""
+    d = as_matrix(_one(block))
+    if pix:
+        d = np.take(d, _one(pix[0]), axis=1)
+    return d
+
+
+def _p_chunk(block: Any, s: Any, *pix: Any) -> np.ndarray:
+    s = _one(s)
+    cy, cx = _rows(_one(block))
+    return (_matrix(block, pix) @ s).reshape(cy, cx, s.shape[1])
+
+
+def data_products(data: da.Array, S: np.ndarray, pixels: np.ndarray | None = None) -> da.Array:
     """``P = D S`` as a ``(scan_y, scan_x, K)`` float32 array chunked like the scan."""
     s = _shared(S.astype(np.float32), "nmf-S")
     sig = _sig_index(data)
     return da.blockwise(
-        _p_chunk, "yxk", data, "yx" + sig, s, "mk",
-        dtype=np.float32, concatenate=False, name=f"nmf-DS-{tokenize(data, s)}",
+        _p_chunk, "yxk", data, "yx" + sig, s, "mk", *_pixels(pixels),
+        dtype=np.float32, concatenate=False, name=f"nmf-DS-{tokenize(data, s, pixels)}",
     )  # fmt: skip
 
 
@@ -75,20 +90,20 @@ def _c_chunk(
     block: Any,
     c: np.ndarray,
     s: Any,
-    *,
+    *pix: Any,
     g: np.ndarray,
     solver: str,
     sweeps: int,
     inner_tol: float,
     scale: np.ndarray | None,
 ) -> np.ndarray:
-    block, s = _one(block), _one(s)
-    cy, cx = _rows(block)
+    s = _one(s)
+    cy, cx = _rows(_one(block))
     k = s.shape[1]
     w = np.array(c.reshape(cy * cx, k), dtype=np.float32, order="C")
     if scale is not None:
         w *= scale
-    p = as_matrix(block) @ s
+    p = _matrix(block, pix) @ s
     old = w.copy()
     if solver == "hals":
         hals_sweeps(w, p, g, sweeps, inner_tol)
@@ -111,6 +126,7 @@ def c_update(
     sweeps: int = 10,
     inner_tol: float = 0.01,
     scale: np.ndarray | None = None,
+    pixels: np.ndarray | None = None,
 ) -> tuple[da.Array, da.Array]:
     """Update the maps chunk by chunk for fixed diffractions ``S`` (no map constraint).
 
@@ -128,6 +144,8 @@ def c_update(
         HALS inner-loop limits.
     scale
         ``(K,)`` factors applied to ``C`` first (the previous normalisation of ``S``).
+    pixels
+        Indices of the fitted detector pixels (``S``'s rows); ``None`` for all.
 
     Returns
     -------
@@ -141,11 +159,11 @@ def c_update(
     sig = _sig_index(data)
     k = S.shape[1]
     out = da.blockwise(
-        _c_chunk, "yxk", data, "yx" + sig, C, "yxk", s, "mk",
+        _c_chunk, "yxk", data, "yx" + sig, C, "yxk", s, "mk", *_pixels(pixels),
         dtype=np.float32, concatenate=False, adjust_chunks={"k": k + 1},
         g=g, solver=solver, sweeps=sweeps, inner_tol=inner_tol,
         scale=None if scale is None else scale.astype(np.float32),
-        name=f"nmf-update-C-{tokenize(data, C, s, g, solver, sweeps, inner_tol, scale)}",
+        name=f"nmf-update-C-{tokenize(data, C, s, g, solver, sweeps, inner_tol, scale, pixels)}",
     )  # fmt: skip
     return _split_update(out, k)
 
@@ -155,12 +173,11 @@ def _split_update(out: da.Array, k: int) -> tuple[da.Array, da.Array]:
     return out[..., :k], out[..., k].astype(np.float64).sum()
 
 
-def _stats_chunk(block: Any, c: np.ndarray, *, precise: bool) -> np.ndarray:
-    block = _one(block)
-    cy, cx = _rows(block)
+def _stats_chunk(block: Any, c: np.ndarray, *pix: Any, precise: bool) -> np.ndarray:
+    cy, cx = _rows(_one(block))
     k = c.shape[-1]
     dtype = np.float64 if precise else np.float32
-    d = as_matrix(block).astype(dtype, copy=False)
+    d = _matrix(block, pix).astype(dtype, copy=False)
     w = c.reshape(cy * cx, k).astype(dtype)
     m = d.shape[1]
     out = np.zeros((1, 1, m + 2 * k, k), dtype=np.float64)
@@ -172,7 +189,11 @@ def _stats_chunk(block: Any, c: np.ndarray, *, precise: bool) -> np.ndarray:
 
 
 def s_statistics(
-    data: da.Array, C: da.Array, split_every: int = 8, precise: bool = False
+    data: da.Array,
+    C: da.Array,
+    split_every: int = 8,
+    precise: bool = False,
+    pixels: np.ndarray | None = None,
 ) -> da.Array:
     """Tree-reduced ``[Q; H; T]`` for the diffraction update, lazily.
 
@@ -187,6 +208,8 @@ def s_statistics(
     precise
         Multiply in float64 (twice the cost) rather than float32; for the one loss that is
         not tracked by exact changes.
+    pixels
+        Indices of the fitted detector pixels; ``None`` for all.
 
     Returns
     -------
@@ -195,13 +218,13 @@ def s_statistics(
         ``H = C^T C`` and rows ``M+K:M+2K`` hold ``T = C^T (C * C)`` (for the counting noise
         of the diffractions); see :func:`split_statistics`.
     """
-    m = int(np.prod(data.shape[2:]))
+    m = int(np.prod(data.shape[2:])) if pixels is None else len(pixels)
     k = C.shape[-1]
     sig = _sig_index(data)
     per_chunk = da.blockwise(
-        _stats_chunk, "yxrk", data, "yx" + sig, C, "yxk",
+        _stats_chunk, "yxrk", data, "yx" + sig, C, "yxk", *_pixels(pixels),
         new_axes={"r": m + 2 * k}, adjust_chunks={"y": 1, "x": 1}, precise=precise,
-        dtype=np.float64, concatenate=False, name=f"nmf-stats-{tokenize(data, C, precise)}",
+        dtype=np.float64, concatenate=False, name=f"nmf-stats-{tokenize(data, C, precise, pixels)}",
     )  # fmt: skip
     return per_chunk.sum(axis=(0, 1), split_every=split_every)
 
