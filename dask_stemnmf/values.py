@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import dask.array as da
 import numpy as np
 
-from ._kernels.values import N_STATS, chunk_value_stats
+from ._kernels.values import N_STATS, chunk_pixel_sums, chunk_value_stats
 
 __all__ = ["ValueReport", "value_report_from", "value_stats"]
 
@@ -129,3 +129,38 @@ def value_report_from(stats: np.ndarray, n_values: int) -> ValueReport:
 def unchecked_report(n_values: int) -> ValueReport:
     """Report for an unsigned-integer array: no NaN, Inf or negative value is possible."""
     return ValueReport(int(n_values), 0, 0, 0, float("nan"), float("nan"), checked=False)
+
+
+def _sums_block(block: np.ndarray) -> np.ndarray:
+    return chunk_pixel_sums(block).reshape(1, 1, -1)
+
+
+def pixel_sums(array: da.Array, split_every: int = 8) -> da.Array:
+    """Lazy ``(2, M)`` float64 per-pixel sums and sums of squares over the scan positions.
+
+    One chunk task per scan chunk (a numba loop, no float64 copy of the chunk), then a tree
+    reduction.
+
+    Parameters
+    ----------
+    array
+        ``(scan_y, scan_x, *signal)`` dask array chunked over the scan only.
+    split_every
+        Fan-in of the tree reduction.
+
+    Returns
+    -------
+    dask.array.Array
+        Row 0: sums; row 1: sums of squares; ``M`` columns (the flattened signal).
+    """
+    m = int(np.prod(array.shape[2:]))
+    per_chunk = da.map_blocks(
+        _sums_block,
+        array,
+        chunks=(tuple(1 for _ in array.chunks[0]), tuple(1 for _ in array.chunks[1]), (2 * m,)),
+        drop_axis=list(range(2, array.ndim)),
+        new_axis=2,
+        dtype=np.float64,
+        token="pixel-sums",
+    )
+    return per_chunk.sum(axis=(0, 1), split_every=split_every).reshape(2, m)

@@ -52,3 +52,14 @@ def test_all_nan_chunk_has_no_range():
     stats = chunk_value_stats(np.full((3, 3), np.nan))
     report = value_report_from(stats, 9)
     assert report.n_nan == 9 and np.isnan(report.minimum) and np.isnan(report.maximum)
+
+
+@pytest.mark.parametrize("chunks", [(9, 7, 5, 6), (2, 3, 5, 6), ((4, 1, 4), (3, 4), 5, 6)])
+def test_pixel_sums_equal_numpy(chunks):
+    from dask_stemnmf.values import pixel_sums
+
+    x = np.random.default_rng(3).integers(0, 60000, (9, 7, 5, 6)).astype("uint16")
+    (sums,) = dask.compute(pixel_sums(da.from_array(x, chunks=chunks), split_every=2))
+    flat = x.reshape(63, -1).astype(np.float64)
+    np.testing.assert_array_equal(sums[0], flat.sum(axis=0))
+    np.testing.assert_allclose(sums[1], (flat**2).sum(axis=0), rtol=1e-15)

@@ -26,7 +26,7 @@ from ..data import rechunk_scan
 from ..errors import ConvergenceWarning, InputError
 from ..physics import bragg_disc_radius_inv_nm, probe_cutoff_inv_nm
 from ..schema import validate_dataset
-from ..values import value_report_from, value_stats
+from ..values import pixel_sums, value_report_from, value_stats
 from .init import nndsvda, random_init
 from .stats import (
     c_update,
@@ -231,11 +231,7 @@ class ConstrainedNMF:
         """
         data = ds["intensity"].data
 
-        def sums(x: da.Array) -> tuple[da.Array, da.Array]:
-            x64 = x.astype(np.float64)
-            return x64.sum(axis=(0, 1)), (x64 * x64).sum(axis=(0, 1))
-
-        stats, total, sq = dask.compute(value_stats(data), *sums(data))
+        stats, sums = dask.compute(value_stats(data), pixel_sums(data))
         report = value_report_from(stats, data.size)
         if report.n_nan or report.n_inf:
             raise InputError(
@@ -252,8 +248,8 @@ class ConstrainedNMF:
                 data = da.maximum(data, 0)
             else:
                 data = data - data.dtype.type(report.minimum)
-            total, sq = dask.compute(*sums(data))
-        return data, np.asarray(total).reshape(-1), np.asarray(sq).reshape(-1)
+            (sums,) = dask.compute(pixel_sums(data))
+        return data, sums[0], sums[1]
 
     def _fit_pixels(
         self, ds: xr.Dataset, sig: tuple[str, ...], pixel_sum: np.ndarray
