@@ -17,6 +17,8 @@ class TreeMemory:
         Largest sum of RSS over the tree, bytes.
     peak_single
         Largest RSS of any single process in the tree, bytes.
+    peak_child
+        Largest RSS of any descendant (a worker, not the root process), bytes.
     """
 
     def __init__(self, pid: int, interval: float = 0.1) -> None:
@@ -24,6 +26,7 @@ class TreeMemory:
         self.interval = interval
         self.peak_total = 0
         self.peak_single = 0
+        self.peak_child = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -40,6 +43,7 @@ class TreeMemory:
                 if rss:
                     self.peak_total = max(self.peak_total, sum(rss))
                     self.peak_single = max(self.peak_single, max(rss))
+                    self.peak_child = max(self.peak_child, max(rss[1:], default=0))
             except psutil.Error:
                 pass
             time.sleep(self.interval)

@@ -200,8 +200,7 @@ def _streamed(ds, k, args, in_memory_per_iter):
                 "stored data (uint16) / memory of each worker",
                 f"{data_bytes / 2**20:.0f} MiB / {limit}",
             ),
-            ("peak RSS of the process tree, streamed", f"{mem.peak_total / 2**20:.0f} MiB"),
-            ("peak RSS of one process, streamed", f"{mem.peak_single / 2**20:.0f} MiB"),
+            ("peak RSS of one worker process, streamed", f"{mem.peak_child / 2**20:.0f} MiB"),
         ]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
