@@ -6,7 +6,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from .stats import from_rows, to_rows
+from .stats import NO_TRANSFORM, Transform, from_rows, to_rows
 
 __all__ = ["nndsvda", "random_init"]
 
@@ -70,7 +70,7 @@ def random_init(
 
 
 def nndsvda(
-    data: da.Array, k: int, mean: float, seed: int, pixels: np.ndarray | None = None
+    data: da.Array, k: int, mean: float, seed: int, transform: Transform = NO_TRANSFORM
 ) -> tuple[da.Array, np.ndarray]:
     """NNDSVD with zeros filled by the data mean (Boutsidis & Gallopoulos; "nndsvda").
 
@@ -88,8 +88,9 @@ def nndsvda(
         Mean value of the data.
     seed
         Seed of the randomised SVD.
-    pixels
-        Indices of the fitted pixels; ``None`` for all.
+    transform
+        Fitted pixels and normalisation factors (the factorisation is of the transformed
+        data).
 
     Returns
     -------
@@ -99,8 +100,12 @@ def nndsvda(
         ``(M, K)`` float64 diffractions.
     """
     rows = to_rows(data).astype(np.float32)
-    if pixels is not None:
-        rows = rows[:, pixels]
+    if transform.pixels is not None:
+        rows = rows[:, transform.pixels]
+    if transform.col_scale is not None:
+        rows = rows * transform.col_scale.astype(np.float32)
+    if transform.row_scale is not None:
+        rows = rows * to_rows(transform.row_scale[..., None].astype(np.float32))
     u, s, v = da.linalg.svd_compressed(rows, k, n_power_iter=2, seed=seed, compute=False)
     pos_norm = da.sqrt((da.maximum(u, 0) ** 2).sum(axis=0))
     neg_norm = da.sqrt((da.maximum(-u, 0) ** 2).sum(axis=0))

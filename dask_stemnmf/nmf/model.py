@@ -29,6 +29,7 @@ from ..schema import validate_dataset
 from ..values import pixel_sums, value_report_from, value_stats
 from .init import nndsvda, random_init
 from .stats import (
+    Transform,
     c_update,
     c_update_constrained,
     data_products,
@@ -325,7 +326,7 @@ class ConstrainedNMF:
         valid, mask_info = self._fit_pixels(ds, sig, pixel_sum)
         idx = np.flatnonzero(valid)
         # chunk tasks take the fitted pixels themselves: no extra layers on the data graph
-        self._pixels = idx if idx.size < valid.size else None
+        self._transform = Transform(pixels=idx if idx.size < valid.size else None)
         m = int(idx.size)
         if k > m:
             raise InputError(f"n_components={k} exceeds the {m} detector pixels left after masking")
@@ -373,10 +374,10 @@ class ConstrainedNMF:
         if self._keep is None:
             return c_update(
                 data, C, S, solver=self.solver, sweeps=self.inner_sweeps,
-                inner_tol=self.inner_tol, scale=scale, pixels=self._pixels,
+                inner_tol=self.inner_tol, scale=scale, transform=self._transform,
             )  # fmt: skip
         return c_update_constrained(
-            data_products(data, S, self._pixels), C, S, self._keep,
+            data_products(data, S, self._transform), C, S, self._keep,
             sweeps=self.map_sweeps, n_iter=self.dykstra_iter, scale=scale,
         )  # fmt: skip
 
@@ -396,7 +397,7 @@ class ConstrainedNMF:
         q = h = t = np.zeros(0)
         for it in range(self.max_iter):
             C, dloss = self._update_maps(data, C, S, scale)
-            stats = s_statistics(data, C, precise=it == 0, pixels=self._pixels)
+            stats = s_statistics(data, C, precise=it == 0, transform=self._transform)
             C, stats, dloss = dask.persist(C, stats, dloss)
             stats_np, dc = dask.compute(stats, dloss)
             q, h, t = split_statistics(stats_np, m)
@@ -453,9 +454,9 @@ class ConstrainedNMF:
             c0 = da.asarray(c0).astype(np.float32).rechunk((data.chunks[0], data.chunks[1], k))
             return c0, np.asarray(s0, dtype=np.float64)
         if self.init == "random":
-            return random_init(data, k, mean, self.random_state, self._pixels)
+            return random_init(data, k, mean, self.random_state, self._transform.pixels)
         if self.init == "nndsvda":
-            return nndsvda(data, k, mean, self.random_state, self._pixels)
+            return nndsvda(data, k, mean, self.random_state, self._transform)
         raise InputError(f"init={self.init!r}; choose 'nndsvda', 'random' or a (C, S) tuple")
 
     def _update_s(self, S: np.ndarray, q: np.ndarray, h: np.ndarray) -> np.ndarray:

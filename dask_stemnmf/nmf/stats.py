@@ -9,6 +9,7 @@ dask's tree reductions. Nothing here computes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import dask.array as da
@@ -19,10 +20,13 @@ from .._kernels.constraints import constrained_hals_maps
 from .._kernels.nmf import as_matrix, hals_sweeps, loss_change, mu_step, nnls_clip
 
 __all__ = [
+    "NO_TRANSFORM",
+    "Transform",
     "c_update",
     "c_update_constrained",
     "data_products",
     "from_rows",
+    "row_statistics",
     "s_statistics",
     "split_statistics",
     "to_rows",
@@ -55,34 +59,110 @@ def _one(x: Any) -> np.ndarray:
     return x
 
 
-def _pixels(pixels: np.ndarray | None) -> tuple[Any, ...]:
-    """Blockwise arguments that pass the fitted pixel indices (none when all are fitted)."""
-    if pixels is None:
-        return ()
-    return (_shared(np.asarray(pixels, dtype=np.int64), "nmf-pixels"), "m")
+@dataclass(frozen=True, eq=False)
+class Transform:
+    """How chunk tasks turn a data chunk into the matrix the fit sees.
+
+    Attributes
+    ----------
+    pixels
+        ``(M,)`` indices of the fitted detector pixels; ``None`` for all.
+    col_scale
+        ``(M,)`` factor per fitted pixel (Poisson normalisation: ``1/sqrt(mean)``).
+    row_scale
+        ``(scan_y, scan_x)`` factor per position, a dask array chunked like the scan.
+    """
+
+    pixels: np.ndarray | None = None
+    col_scale: np.ndarray | None = None
+    row_scale: da.Array | None = None
+
+    def args(self) -> tuple[Any, ...]:
+        """Blockwise arguments: the columns' description, then the row factors."""
+        if self.pixels is None and self.col_scale is None:
+            cols: tuple[Any, ...] = (None, None)
+        else:
+            if self.pixels is not None:
+                idx = self.pixels
+            else:
+                assert self.col_scale is not None
+                idx = np.arange(self.col_scale.size)
+            scale = self.col_scale if self.col_scale is not None else np.ones(idx.size)
+            packed = np.vstack([idx.astype(np.float64), scale.astype(np.float64)])
+            cols = (_shared(packed, "nmf-columns"), "zm")
+        rows = (None, None) if self.row_scale is None else (self.row_scale, "yx")
+        return (*cols, *rows)
+
+    def token(self) -> str:
+        """Deterministic token of the transform (for task names)."""
+        return tokenize(self.pixels, self.col_scale, self.row_scale)
 
 
-def _matrix(block: Any, pix: tuple[Any, ...]) -> np.ndarray:
-    """Flatten a chunk to float32 ``(positions, fitted pixels)``."""
+NO_TRANSFORM = Transform()
+
+
+def _matrix(block: Any, cols: Any, rows: Any) -> np.ndarray:
+    """Flatten a chunk to float32 ``(positions, fitted pixels)``, scaled as asked."""
     d = as_matrix(_one(block))
-    if pix:
-        d = np.take(d, _one(pix[0]), axis=1)
+    if cols is not None:
+        packed = _one(cols)
+        if packed.shape[1] != d.shape[1]:
+            d = np.take(d, packed[0].astype(np.int64), axis=1)
+        if not np.all(packed[1] == 1.0):
+            d *= packed[1].astype(np.float32)
+    if rows is not None:
+        d *= np.asarray(rows, dtype=np.float32).reshape(-1, 1)
     return d
 
 
-def _p_chunk(block: Any, s: Any, *pix: Any) -> np.ndarray:
+def _row_chunk(block: Any, cols: Any, rows: Any) -> np.ndarray:
+    cy, cx = _rows(_one(block))
+    d = _matrix(block, cols, None)  # fitted pixels, columns scaled
+    packed = _one(cols)
+    raw = d / packed[1].astype(np.float32) if cols is not None else d
+    out = np.empty((cy, cx, 2), dtype=np.float64)
+    out[..., 0] = raw.mean(axis=1, dtype=np.float64).reshape(cy, cx)
+    out[..., 1] = np.square(d, dtype=np.float64).sum(axis=1).reshape(cy, cx)
+    return out
+
+
+def row_statistics(data: da.Array, transform: Transform) -> da.Array:
+    """Per position: mean over the fitted pixels, and the sum of squares after column scaling.
+
+    Parameters
+    ----------
+    data
+        ``(scan_y, scan_x, *signal)`` scan.
+    transform
+        Fitted pixels and column factors (its row factors are ignored).
+
+    Returns
+    -------
+    dask.array.Array
+        ``(scan_y, scan_x, 2)`` float64, chunked like the scan.
+    """
+    sig = _sig_index(data)
+    cols = Transform(pixels=transform.pixels, col_scale=transform.col_scale)
+    return da.blockwise(
+        _row_chunk, "yxt", data, "yx" + sig, *cols.args(),
+        new_axes={"t": 2}, dtype=np.float64, concatenate=False,
+        name=f"nmf-rows-{tokenize(data, cols.token())}",
+    )  # fmt: skip
+
+
+def _p_chunk(block: Any, s: Any, cols: Any, rows: Any) -> np.ndarray:
     s = _one(s)
     cy, cx = _rows(_one(block))
-    return (_matrix(block, pix) @ s).reshape(cy, cx, s.shape[1])
+    return (_matrix(block, cols, rows) @ s).reshape(cy, cx, s.shape[1])
 
 
-def data_products(data: da.Array, S: np.ndarray, pixels: np.ndarray | None = None) -> da.Array:
+def data_products(data: da.Array, S: np.ndarray, transform: Transform = NO_TRANSFORM) -> da.Array:
     """``P = D S`` as a ``(scan_y, scan_x, K)`` float32 array chunked like the scan."""
     s = _shared(S.astype(np.float32), "nmf-S")
     sig = _sig_index(data)
     return da.blockwise(
-        _p_chunk, "yxk", data, "yx" + sig, s, "mk", *_pixels(pixels),
-        dtype=np.float32, concatenate=False, name=f"nmf-DS-{tokenize(data, s, pixels)}",
+        _p_chunk, "yxk", data, "yx" + sig, s, "mk", *transform.args(),
+        dtype=np.float32, concatenate=False, name=f"nmf-DS-{tokenize(data, s, transform.token())}",
     )  # fmt: skip
 
 
@@ -90,7 +170,9 @@ def _c_chunk(
     block: Any,
     c: np.ndarray,
     s: Any,
-    *pix: Any,
+    cols: Any,
+    rows: Any,
+    *,
     g: np.ndarray,
     solver: str,
     sweeps: int,
@@ -103,7 +185,7 @@ def _c_chunk(
     w = np.array(c.reshape(cy * cx, k), dtype=np.float32, order="C")
     if scale is not None:
         w *= scale
-    p = _matrix(block, pix) @ s
+    p = _matrix(block, cols, rows) @ s
     old = w.copy()
     if solver == "hals":
         hals_sweeps(w, p, g, sweeps, inner_tol)
@@ -126,7 +208,7 @@ def c_update(
     sweeps: int = 10,
     inner_tol: float = 0.01,
     scale: np.ndarray | None = None,
-    pixels: np.ndarray | None = None,
+    transform: Transform = NO_TRANSFORM,
 ) -> tuple[da.Array, da.Array]:
     """Update the maps chunk by chunk for fixed diffractions ``S`` (no map constraint).
 
@@ -144,8 +226,8 @@ def c_update(
         HALS inner-loop limits.
     scale
         ``(K,)`` factors applied to ``C`` first (the previous normalisation of ``S``).
-    pixels
-        Indices of the fitted detector pixels (``S``'s rows); ``None`` for all.
+    transform
+        Fitted pixels and Poisson-normalisation factors.
 
     Returns
     -------
@@ -158,12 +240,13 @@ def c_update(
     g = (S.T.astype(np.float64) @ S.astype(np.float64)).astype(np.float32)
     sig = _sig_index(data)
     k = S.shape[1]
+    tr = transform.token()
     out = da.blockwise(
-        _c_chunk, "yxk", data, "yx" + sig, C, "yxk", s, "mk", *_pixels(pixels),
+        _c_chunk, "yxk", data, "yx" + sig, C, "yxk", s, "mk", *transform.args(),
         dtype=np.float32, concatenate=False, adjust_chunks={"k": k + 1},
         g=g, solver=solver, sweeps=sweeps, inner_tol=inner_tol,
         scale=None if scale is None else scale.astype(np.float32),
-        name=f"nmf-update-C-{tokenize(data, C, s, g, solver, sweeps, inner_tol, scale, pixels)}",
+        name=f"nmf-update-C-{tokenize(data, C, s, g, solver, sweeps, inner_tol, scale, tr)}",
     )  # fmt: skip
     return _split_update(out, k)
 
@@ -173,11 +256,11 @@ def _split_update(out: da.Array, k: int) -> tuple[da.Array, da.Array]:
     return out[..., :k], out[..., k].astype(np.float64).sum()
 
 
-def _stats_chunk(block: Any, c: np.ndarray, *pix: Any, precise: bool) -> np.ndarray:
+def _stats_chunk(block: Any, c: np.ndarray, cols: Any, rows: Any, *, precise: bool) -> np.ndarray:
     cy, cx = _rows(_one(block))
     k = c.shape[-1]
     dtype = np.float64 if precise else np.float32
-    d = _matrix(block, pix).astype(dtype, copy=False)
+    d = _matrix(block, cols, rows).astype(dtype, copy=False)
     w = c.reshape(cy * cx, k).astype(dtype)
     m = d.shape[1]
     out = np.zeros((1, 1, m + 2 * k, k), dtype=np.float64)
@@ -193,7 +276,7 @@ def s_statistics(
     C: da.Array,
     split_every: int = 8,
     precise: bool = False,
-    pixels: np.ndarray | None = None,
+    transform: Transform = NO_TRANSFORM,
 ) -> da.Array:
     """Tree-reduced ``[Q; H; T]`` for the diffraction update, lazily.
 
@@ -208,8 +291,8 @@ def s_statistics(
     precise
         Multiply in float64 (twice the cost) rather than float32; for the one loss that is
         not tracked by exact changes.
-    pixels
-        Indices of the fitted detector pixels; ``None`` for all.
+    transform
+        Fitted pixels and Poisson-normalisation factors.
 
     Returns
     -------
@@ -218,13 +301,14 @@ def s_statistics(
         ``H = C^T C`` and rows ``M+K:M+2K`` hold ``T = C^T (C * C)`` (for the counting noise
         of the diffractions); see :func:`split_statistics`.
     """
-    m = int(np.prod(data.shape[2:])) if pixels is None else len(pixels)
+    m = int(np.prod(data.shape[2:])) if transform.pixels is None else len(transform.pixels)
     k = C.shape[-1]
     sig = _sig_index(data)
     per_chunk = da.blockwise(
-        _stats_chunk, "yxrk", data, "yx" + sig, C, "yxk", *_pixels(pixels),
+        _stats_chunk, "yxrk", data, "yx" + sig, C, "yxk", *transform.args(),
         new_axes={"r": m + 2 * k}, adjust_chunks={"y": 1, "x": 1}, precise=precise,
-        dtype=np.float64, concatenate=False, name=f"nmf-stats-{tokenize(data, C, precise, pixels)}",
+        dtype=np.float64, concatenate=False,
+        name=f"nmf-stats-{tokenize(data, C, precise, transform.token())}",
     )  # fmt: skip
     return per_chunk.sum(axis=(0, 1), split_every=split_every)
 
