@@ -381,3 +381,29 @@ def test_spectrum_images_decompose_with_both_constraints():
             naive.dct_power_beyond(m.astype(float), 2.0, r.attrs["map_cutoff_inv_nm"] * (1 + 1e-9))
             < 1e-6
         )
+
+
+def test_noise_normalisation_fits_the_weighted_data_and_leaves_the_input_alone(scan):
+    before = scan["intensity"].values.copy()
+    r = decompose(
+        scan,
+        4,
+        noise_normalisation=True,
+        diffraction_continuity=False,
+        max_iter=30,
+        tol=0,
+        init="random",
+        persist=True,
+    )
+    np.testing.assert_array_equal(scan["intensity"].values, before)
+    D = matrix(scan)
+    a = D.mean(axis=1, keepdims=True)
+    b = D.mean(axis=0, keepdims=True)
+    weight = np.where(a > 0, 1 / np.sqrt(np.where(a > 0, a, 1) * b), 0)
+    rec = r["maps"].values.reshape(4, -1).T.astype(float) @ r["diffractions"].values.reshape(4, -1)
+    weighted = np.sum(((D - rec) * weight) ** 2) / np.sum((D * weight) ** 2)
+    assert r["loss"].values[-1] == pytest.approx(weighted, rel=1e-3)
+    assert (np.diff(r["loss"].values) <= 1e-7 * r["loss"].values[:-1]).all()
+    np.testing.assert_allclose(r["diffractions"].values.reshape(4, -1).sum(axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(InputError, match="noise_normalisation"):
+        decompose(scan, 2, noise_normalisation=True, map_resolution_nm="probe")

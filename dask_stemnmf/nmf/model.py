@@ -34,6 +34,7 @@ from .stats import (
     c_update_constrained,
     data_products,
     from_rows,
+    row_statistics,
     s_statistics,
     split_statistics,
     to_rows,
@@ -148,6 +149,11 @@ class ConstrainedNMF:
         radius plus 10 %), a radius in pixels about the found centre, or ``None``. Masked
         pixels, ``detector_mask``'s invalid pixels and all-zero pixels are excluded from the
         fit and come back as zeros in the diffractions.
+    noise_normalisation
+        Fit ``D_ij / sqrt(a_i b_j)`` (``a``: each position's mean count, ``b``: each pixel's
+        mean count), so that Poisson noise is about even everywhere and the bright pixels do
+        not dominate the least squares; the factors are scaled back (``C`` by ``sqrt(a)``,
+        ``S`` by ``sqrt(b)``). Not yet combined with the map constraint.
     persist
         Keep the data in cluster memory between iterations: ``"auto"`` (as float32 when
         that fits in half the memory, else in the stored dtype when that fits, else stream
@@ -184,6 +190,7 @@ class ConstrainedNMF:
         dykstra_iter: int = 50,
         negative: Literal["clip", "offset"] | None = None,
         bright_field_mask: float | Literal["auto"] | None = None,
+        noise_normalisation: bool = False,
         persist: bool | Literal["auto"] = "auto",
         callback: Callable[[int, float], None] | None = None,
     ) -> None:
@@ -205,6 +212,12 @@ class ConstrainedNMF:
         self.dykstra_iter = dykstra_iter
         self.negative = negative
         self.bright_field_mask = bright_field_mask
+        self.noise_normalisation = noise_normalisation
+        # state of the fit in progress
+        self._transform: Transform = Transform()
+        self._keep: np.ndarray | None = None
+        self._col_sqrt: np.ndarray | None = None
+        self._row_sqrt: da.Array | None = None
         self.persist = persist
         self.callback = callback
 
@@ -279,6 +292,19 @@ class ConstrainedNMF:
             raise InputError("no detector pixel is left to fit after masking; check the masks")
         return valid, info
 
+    def _normalise_noise(self, data: da.Array, pixel_mean: np.ndarray) -> float:
+        """Set the Poisson-normalisation transform (one pass); return the weighted ``||D||^2``."""
+        self._col_sqrt = np.sqrt(pixel_mean)
+        col = 1.0 / self._col_sqrt
+        rows = row_statistics(data, Transform(self._transform.pixels, col)).persist()
+        mean = rows[..., 0]
+        row_sqrt = da.sqrt(mean)
+        row = da.where(mean > 0, 1.0 / da.where(mean > 0, row_sqrt, 1.0), 0.0).astype(np.float32)
+        d2 = da.sum(da.where(mean > 0, rows[..., 1] / da.where(mean > 0, mean, 1.0), 0.0))
+        row, self._row_sqrt, d2_value = dask.persist(row, row_sqrt, d2)
+        self._transform = Transform(self._transform.pixels, col, row)
+        return float(d2_value.compute())
+
     def _persist_dtype(self, data: da.Array) -> np.dtype | None:
         """Dtype to hold the data in memory in: float32, the stored dtype, or None (stream)."""
         if self.persist is False:
@@ -331,25 +357,49 @@ class ConstrainedNMF:
         if k > m:
             raise InputError(f"n_components={k} exceeds the {m} detector pixels left after masking")
         d2 = float(pixel_sq[idx].sum())
+        self._col_sqrt = None
+        self._row_sqrt = None
+        if self.noise_normalisation:
+            if self.map_resolution_nm is not None:
+                raise InputError(
+                    "noise_normalisation cannot be combined with map_resolution_nm yet; "
+                    "choose one of them"
+                )
+            d2 = self._normalise_noise(data, pixel_sum[idx] / (ny * nx))
         persist = self._persist_dtype(data)
         if persist is not None:
             # held in cluster memory as float32 when that fits: no conversion per pass
             data = data.astype(persist).persist()
         cutoff = float("nan")
-        self._keep: np.ndarray | None = None
+        self._keep = None
         if self.map_resolution_nm is not None:
             cutoff = map_cutoff(ds, self.map_resolution_nm)
             self._keep = bandlimit_mask((ny, nx), _scan_step(ds), cutoff)
         radius = self.continuity_radius_px or default_continuity_radius(ds, sig)
 
-        def fill(S: np.ndarray, fraction: float, sigma: np.ndarray) -> tuple[np.ndarray, int]:
+        def fill(
+            S: np.ndarray, fraction: float, h: np.ndarray, t: np.ndarray
+        ) -> tuple[np.ndarray, int]:
+            # dips are judged on the physical diffractions, against their counting noise
+            col = self._col_sqrt
+            if col is None:
+                phys, sigma = S, _poisson_sigma(S, h, t)
+            else:  # normalised data have about unit variance per value
+                phys = S * col[:, None]
+                sigma = col[:, None] / np.sqrt(np.maximum(np.diag(h), 1e-300))[None, :]
             floor = self.dip_sigma * sigma
-            return _fill_all(S, idx, sig_shape, radius, self.dip_threshold, floor, fraction)
+            filled, n = _fill_all(phys, idx, sig_shape, radius, self.dip_threshold, floor, fraction)
+            return (filled if col is None else filled / col[:, None]), n
 
         t_init = time.perf_counter()
         C, S = self._initial(data, k, float(pixel_sum[idx].sum()) / (ny * nx * m))
         t_loop = time.perf_counter()
         C, S, losses, converged, n_dips = self._iterate(data, C, S, d2, fill)
+        if self._col_sqrt is not None and self._row_sqrt is not None:
+            # undo the normalisation: C by sqrt(a), S by sqrt(b), then S sums to 1 again
+            S, scale = _normalise(S * self._col_sqrt[:, None])
+            row = self._row_sqrt.astype(np.float32)[..., None]
+            C = (C * row * scale.astype(np.float32)).persist()
         if not converged:
             warnings.warn(
                 f"max_iter={self.max_iter} reached before the relative loss decrease fell "
@@ -387,7 +437,7 @@ class ConstrainedNMF:
         C: da.Array,
         S: np.ndarray,
         d2: float,
-        fill: Callable[[np.ndarray, float, np.ndarray], tuple[np.ndarray, int]],
+        fill: Callable[[np.ndarray, float, np.ndarray, np.ndarray], tuple[np.ndarray, int]],
     ) -> tuple[da.Array, np.ndarray, list[float], bool, int]:
         """Alternate the updates; return maps, diffractions, losses, convergence, dips."""
         m = S.shape[0]
@@ -410,7 +460,7 @@ class ConstrainedNMF:
             S = self._update_s(S, q, h)
             filling = self.diffraction_continuity and it >= self.continuity_warm_start
             if filling:
-                S, n_dips = fill(S, fraction, _poisson_sigma(S, h, t))
+                S, n_dips = fill(S, fraction, h, t)
             loss += loss_change(s_old, S, q, h)
             rel = max(loss, 0.0) / d2 if d2 > 0 else 0.0
             if filling and losses:
@@ -437,7 +487,7 @@ class ConstrainedNMF:
             # a last full fill, then maps fitted to the final diffractions: the result meets
             # the constraint exactly
             s_old = S * scale
-            S, n_dips = fill(s_old, 1.0, _poisson_sigma(s_old, h, t))
+            S, n_dips = fill(s_old, 1.0, h, t)
             loss += loss_change(s_old, S, q, h)
             S, scale = _normalise(S)
             C, dloss = self._update_maps(data, C, S, scale)
@@ -507,6 +557,7 @@ class ConstrainedNMF:
             "continuity_warm_start": self.continuity_warm_start,
             "inner_sweeps": self.inner_sweeps,
             "negative": self.negative or "refuse",
+            "noise_normalisation": bool(self.noise_normalisation),
             "bright_field_mask": "none"
             if self.bright_field_mask is None
             else self.bright_field_mask,

@@ -102,16 +102,28 @@ NO_TRANSFORM = Transform()
 
 
 def _matrix(block: Any, cols: Any, rows: Any) -> np.ndarray:
-    """Flatten a chunk to float32 ``(positions, fitted pixels)``, scaled as asked."""
+    """Flatten a chunk to float32 ``(positions, fitted pixels)``, scaled as asked.
+
+    The flattened chunk can be a view of data held in memory: scaling makes a new array,
+    never changes the chunk in place.
+    """
     d = as_matrix(_one(block))
+    fresh = d is not _one(block) and not np.shares_memory(d, _one(block))
     if cols is not None:
         packed = _one(cols)
         if packed.shape[1] != d.shape[1]:
             d = np.take(d, packed[0].astype(np.int64), axis=1)
+            fresh = True
         if not np.all(packed[1] == 1.0):
-            d *= packed[1].astype(np.float32)
+            scale = packed[1].astype(np.float32)
+            if fresh:
+                d *= scale
+            else:
+                d = d * scale
+                fresh = True
     if rows is not None:
-        d *= np.asarray(rows, dtype=np.float32).reshape(-1, 1)
+        factor = np.asarray(rows, dtype=np.float32).reshape(-1, 1)
+        d = d * factor if not fresh else np.multiply(d, factor, out=d)
     return d
 
 
