@@ -407,3 +407,33 @@ def test_noise_normalisation_fits_the_weighted_data_and_leaves_the_input_alone(s
     np.testing.assert_allclose(r["diffractions"].values.reshape(4, -1).sum(axis=1), 1.0, rtol=1e-5)
     with pytest.raises(InputError, match="noise_normalisation"):
         decompose(scan, 2, noise_normalisation=True, map_resolution_nm="probe")
+
+
+def test_kl_mu_agrees_with_scikit_learn_from_the_same_start(scan):
+    sklearn = pytest.importorskip("sklearn.decomposition")
+    C0, S0 = start(scan, 3, seed=6)
+    D = matrix(scan)
+    ref = sklearn.NMF(
+        3, init="custom", solver="mu", beta_loss="kullback-leibler", max_iter=25, tol=0.0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        W = ref.fit_transform(D, W=C0.reshape(-1, 3).copy(), H=S0.T.copy())
+    r = decompose(
+        scan,
+        3,
+        solver="mu",
+        loss="kl",
+        init=(C0, S0),
+        max_iter=25,
+        tol=0,
+        diffraction_continuity=False,
+    )
+    ours = r["maps"].values.reshape(3, -1).T.astype(float) @ r["diffractions"].values.reshape(3, -1)
+    theirs = W @ ref.components_
+    assert np.abs(ours - theirs).max() <= 1e-4 * np.abs(theirs).max()
+    # the reported loss is the generalised KL divergence per count, and it decreases
+    loss = r["loss"].values
+    assert (np.diff(loss) <= 1e-9).all()
+    with pytest.raises(InputError, match="loss='kl'"):
+        decompose(scan, 3, solver="hals", loss="kl")

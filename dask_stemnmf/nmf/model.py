@@ -29,11 +29,14 @@ from ..schema import validate_dataset
 from ..values import pixel_sums, value_report_from, value_stats
 from .init import nndsvda, random_init
 from .stats import (
+    KL_EPS,
     Transform,
     c_update,
     c_update_constrained,
     data_products,
     from_rows,
+    kl_c_update,
+    kl_statistics,
     row_statistics,
     s_statistics,
     split_statistics,
@@ -154,6 +157,11 @@ class ConstrainedNMF:
         mean count), so that Poisson noise is about even everywhere and the bright pixels do
         not dominate the least squares; the factors are scaled back (``C`` by ``sqrt(a)``,
         ``S`` by ``sqrt(b)``). Not yet combined with the map constraint.
+    loss
+        ``"ls"`` (least squares) or ``"kl"`` (generalised Kullback-Leibler divergence, the
+        Poisson likelihood; with ``solver="mu"`` only, two data passes per iteration, not yet
+        combined with the constraints or the normalisation). With ``"kl"`` the reported loss
+        is the divergence per count (over ``sum D``).
     persist
         Keep the data in cluster memory between iterations: ``"auto"`` (as float32 when
         that fits in half the memory, else in the stored dtype when that fits, else stream
@@ -191,6 +199,7 @@ class ConstrainedNMF:
         negative: Literal["clip", "offset"] | None = None,
         bright_field_mask: float | Literal["auto"] | None = None,
         noise_normalisation: bool = False,
+        loss: Literal["ls", "kl"] = "ls",
         persist: bool | Literal["auto"] = "auto",
         callback: Callable[[int, float], None] | None = None,
     ) -> None:
@@ -213,6 +222,7 @@ class ConstrainedNMF:
         self.negative = negative
         self.bright_field_mask = bright_field_mask
         self.noise_normalisation = noise_normalisation
+        self.loss = loss
         # state of the fit in progress
         self._transform: Transform = Transform()
         self._keep: np.ndarray | None = None
@@ -237,6 +247,18 @@ class ConstrainedNMF:
             raise InputError("max_iter must be >= 1 and tol >= 0")
         if self.negative not in (None, "clip", "offset"):
             raise InputError(f"negative={self.negative!r}; choose None, 'clip' or 'offset'")
+        if self.loss not in ("ls", "kl"):
+            raise InputError(f"loss={self.loss!r}; choose 'ls' or 'kl'")
+        if self.loss == "kl" and (
+            self.solver != "mu"
+            or self.map_resolution_nm is not None
+            or self.diffraction_continuity
+            or self.noise_normalisation
+        ):
+            raise InputError(
+                "loss='kl' needs solver='mu' and, for now, no constraints and no "
+                "noise_normalisation: pass map_resolution_nm=None, diffraction_continuity=False"
+            )
 
     def _prepared_data(self, ds: xr.Dataset) -> tuple[da.Array, np.ndarray, np.ndarray]:
         """Check the values; return the data, and ``(M,)`` pixel sums and sums of squares.
@@ -394,7 +416,12 @@ class ConstrainedNMF:
         t_init = time.perf_counter()
         C, S = self._initial(data, k, float(pixel_sum[idx].sum()) / (ny * nx * m))
         t_loop = time.perf_counter()
-        C, S, losses, converged, n_dips = self._iterate(data, C, S, d2, fill)
+        if self.loss == "kl":
+            total = float(pixel_sum[idx].sum())
+            C, S, losses, converged = self._iterate_kl(data, C, S, total)
+            n_dips = 0
+        else:
+            C, S, losses, converged, n_dips = self._iterate(data, C, S, d2, fill)
         if self._col_sqrt is not None and self._row_sqrt is not None:
             # undo the normalisation: C by sqrt(a), S by sqrt(b), then S sums to 1 again
             S, scale = _normalise(S * self._col_sqrt[:, None])
@@ -430,6 +457,33 @@ class ConstrainedNMF:
             data_products(data, S, self._transform), C, S, self._keep,
             sweeps=self.map_sweeps, n_iter=self.dykstra_iter, scale=scale,
         )  # fmt: skip
+
+    def _iterate_kl(
+        self, data: da.Array, C: da.Array, S: np.ndarray, total: float
+    ) -> tuple[da.Array, np.ndarray, list[float], bool]:
+        """Multiplicative updates for the KL loss: two data passes per iteration."""
+        m = S.shape[0]
+        S, scale = _normalise(S)
+        losses: list[float] = []
+        converged = False
+        for it in range(self.max_iter):
+            C = kl_c_update(data, C, S, scale=scale, transform=self._transform)
+            stats = kl_statistics(data, C, S, transform=self._transform)
+            C, stats = dask.persist(C, stats)
+            st = stats.compute()
+            numerator, colsum, divergence = st[:m], st[m], float(st[m + 1, 0])
+            S = S * numerator / np.maximum(colsum, KL_EPS)[None, :]
+            S, scale = _normalise(S)
+            S = _reseed_dead(S, it, self.random_state)
+            rel = divergence / total if total > 0 else 0.0
+            losses.append(rel)
+            if self.callback is not None:
+                self.callback(it, rel)
+            if it > 0 and 0 <= losses[-2] - rel <= self.tol * max(losses[-2], 1e-300):
+                converged = True
+                break
+        C = (C * scale.astype(np.float32)).persist()
+        return C, S, losses, converged
 
     def _iterate(
         self,
@@ -558,6 +612,7 @@ class ConstrainedNMF:
             "inner_sweeps": self.inner_sweeps,
             "negative": self.negative or "refuse",
             "noise_normalisation": bool(self.noise_normalisation),
+            "loss_function": self.loss,
             "bright_field_mask": "none"
             if self.bright_field_mask is None
             else self.bright_field_mask,

@@ -26,6 +26,8 @@ __all__ = [
     "c_update_constrained",
     "data_products",
     "from_rows",
+    "kl_c_update",
+    "kl_statistics",
     "row_statistics",
     "s_statistics",
     "split_statistics",
@@ -424,3 +426,112 @@ def from_rows(rows: da.Array, like: da.Array) -> da.Array:
             index += 1
         grid.append(line)
     return da.block([[[b] for b in line] for line in grid])
+
+
+#: Floor of a reconstructed value in the KL updates (scikit-learn uses float32's eps too).
+KL_EPS = float(np.finfo(np.float32).eps)
+
+
+def _kl_ratio(d: np.ndarray, w: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``D / max(C S^T, eps)`` and the reconstruction, for one chunk."""
+    lam = w @ s.T
+    np.maximum(lam, KL_EPS, out=lam)
+    return d / lam, lam
+
+
+def _kl_c_chunk(
+    block: Any, c: np.ndarray, s: Any, cols: Any, rows: Any, *, scale: np.ndarray | None
+) -> np.ndarray:
+    s = _one(s)
+    cy, cx = _rows(_one(block))
+    k = s.shape[1]
+    w = c.reshape(cy * cx, k).astype(np.float64)
+    if scale is not None:
+        w = w * scale
+    ratio, _ = _kl_ratio(_matrix(block, cols, rows).astype(np.float64), w, s)
+    denom = np.maximum(s.sum(axis=0), KL_EPS)
+    return (w * (ratio @ s) / denom).astype(np.float32).reshape(cy, cx, k)
+
+
+def kl_c_update(
+    data: da.Array,
+    C: da.Array,
+    S: np.ndarray,
+    *,
+    scale: np.ndarray | None = None,
+    transform: Transform = NO_TRANSFORM,
+) -> da.Array:
+    """Multiplicative update of the maps for the generalised Kullback-Leibler loss.
+
+    ``C <- C * ((D / (C S^T)) S) / (1^T S)``, chunk by chunk (each row is independent).
+
+    Parameters
+    ----------
+    data
+        ``(scan_y, scan_x, *signal)`` scan.
+    C
+        ``(scan_y, scan_x, K)`` maps chunked like the scan.
+    S
+        ``(M, K)`` diffractions.
+    scale
+        ``(K,)`` factors applied to ``C`` first.
+    transform
+        Fitted pixels and factors.
+
+    Returns
+    -------
+    dask.array.Array
+        New maps, chunked like the old.
+    """
+    s = _shared(S.astype(np.float64), "nmf-S64")
+    sig = _sig_index(data)
+    return da.blockwise(
+        _kl_c_chunk, "yxk", data, "yx" + sig, C, "yxk", s, "mk", *transform.args(),
+        dtype=np.float32, concatenate=False, scale=scale,
+        name=f"nmf-kl-C-{tokenize(data, C, s, scale, transform.token())}",
+    )  # fmt: skip
+
+
+def _kl_stats_chunk(block: Any, c: np.ndarray, s: Any, cols: Any, rows: Any) -> np.ndarray:
+    s = _one(s)
+    cy, cx = _rows(_one(block))
+    m, k = s.shape
+    w = c.reshape(cy * cx, k).astype(np.float64)
+    d = _matrix(block, cols, rows).astype(np.float64)
+    ratio, lam = _kl_ratio(d, w, s)
+    out = np.zeros((1, 1, m + 2, k), dtype=np.float64)
+    out[0, 0, :m] = ratio.T @ w
+    out[0, 0, m] = w.sum(axis=0)
+    positive = d > 0
+    out[0, 0, m + 1, 0] = float(
+        np.sum(d[positive] * np.log(d[positive] / lam[positive])) - d.sum() + lam.sum()
+    )
+    return out
+
+
+def kl_statistics(
+    data: da.Array,
+    C: da.Array,
+    S: np.ndarray,
+    split_every: int = 8,
+    transform: Transform = NO_TRANSFORM,
+) -> da.Array:
+    """Tree-reduced statistics of the KL diffraction update, lazily.
+
+    Returns
+    -------
+    dask.array.Array
+        ``(M + 2, K)`` float64: rows ``:M`` hold ``(D / (C S^T))^T C``, row ``M`` the column
+        sums of ``C`` and element ``[M + 1, 0]`` the generalised KL divergence
+        ``sum D log(D / C S^T) - D + C S^T`` at ``(C, S)``.
+    """
+    m = S.shape[0]
+    s = _shared(S.astype(np.float64), "nmf-S64")
+    sig = _sig_index(data)
+    per_chunk = da.blockwise(
+        _kl_stats_chunk, "yxrk", data, "yx" + sig, C, "yxk", s, "mk", *transform.args(),
+        new_axes={"r": m + 2}, adjust_chunks={"y": 1, "x": 1},
+        dtype=np.float64, concatenate=False,
+        name=f"nmf-kl-stats-{tokenize(data, C, s, transform.token())}",
+    )  # fmt: skip
+    return per_chunk.sum(axis=(0, 1), split_every=split_every)
