@@ -127,6 +127,7 @@ def test_hals_fit_equals_the_in_memory_reference(scan):
         diffraction_continuity=False,
         inner_sweeps=3,
         inner_tol=0.0,
+        bright_field_mask=None,  # the reference fits every pixel
     )
     with pytest.warns(ConvergenceWarning):
         r = model.fit(rechunked(scan, (7, 6))).result_
@@ -165,6 +166,7 @@ def test_als_equals_its_in_memory_reference(scan):
             rechunked(scan, (7, 5)),
             6,
             solver="als",
+            bright_field_mask=None,
             init=(C0, S0),
             max_iter=3,
             tol=0,
@@ -213,7 +215,14 @@ def test_mu_agrees_with_scikit_learn_from_the_same_start(scan):
         W = ref.fit_transform(D, W=C0.reshape(-1, 3).copy(), H=S0.T.copy())
     with pytest.warns(ConvergenceWarning):
         r = decompose(
-            scan, 3, solver="mu", init=(C0, S0), max_iter=30, tol=0, diffraction_continuity=False
+            scan,
+            3,
+            solver="mu",
+            bright_field_mask=None,
+            init=(C0, S0),
+            max_iter=30,
+            tol=0,
+            diffraction_continuity=False,
         )
     ours = r["maps"].values.reshape(3, -1).T @ r["diffractions"].values.reshape(3, -1)
     theirs = W @ ref.components_
@@ -389,6 +398,7 @@ def test_noise_normalisation_fits_the_weighted_data_and_leaves_the_input_alone(s
         scan,
         4,
         noise_normalisation=True,
+        bright_field_mask=None,
         diffraction_continuity=False,
         max_iter=30,
         tol=0,
@@ -423,6 +433,7 @@ def test_kl_mu_agrees_with_scikit_learn_from_the_same_start(scan):
         scan,
         3,
         solver="mu",
+        bright_field_mask=None,
         loss="kl",
         init=(C0, S0),
         max_iter=25,

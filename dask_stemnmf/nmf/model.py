@@ -148,8 +148,10 @@ class ConstrainedNMF:
     negative
         ``None`` (refuse negative data), ``"clip"`` or ``"offset"``.
     bright_field_mask
-        Leave the direct-beam disc out of the fit: ``"auto"`` (found in the mean pattern,
-        radius plus 10 %), a radius in pixels about the found centre, or ``None``. Masked
+        Leave the direct-beam disc out of the fit: ``"auto"`` (default; found in the mean
+        pattern, radius plus 10 %), a radius in pixels about the found centre, or ``None``.
+        The default was chosen by ground-truth recovery on the simulator, where it doubles
+        the matched cosine of the precipitates' diffractions (README). Spectra have no disc. Masked
         pixels, ``detector_mask``'s invalid pixels and all-zero pixels are excluded from the
         fit and come back as zeros in the diffractions.
     noise_normalisation
@@ -197,7 +199,7 @@ class ConstrainedNMF:
         map_sweeps: int = 2,
         dykstra_iter: int = 50,
         negative: Literal["clip", "offset"] | None = None,
-        bright_field_mask: float | Literal["auto"] | None = None,
+        bright_field_mask: float | Literal["auto"] | None = "auto",
         noise_normalisation: bool = False,
         loss: Literal["ls", "kl"] = "ls",
         persist: bool | Literal["auto"] = "auto",
@@ -556,7 +558,11 @@ class ConstrainedNMF:
         if isinstance(self.init, tuple):
             c0, s0 = self.init
             c0 = da.asarray(c0).astype(np.float32).rechunk((data.chunks[0], data.chunks[1], k))
-            return c0, np.asarray(s0, dtype=np.float64)
+            s0 = np.asarray(s0, dtype=np.float64).reshape(-1, k)
+            pixels = self._transform.pixels
+            if pixels is not None and s0.shape[0] == int(np.prod(data.shape[2:])):
+                s0 = s0[pixels]  # a start over the whole detector: keep the fitted pixels
+            return c0, s0
         if self.init == "random":
             return random_init(data, k, mean, self.random_state, self._transform.pixels)
         if self.init == "nndsvda":
