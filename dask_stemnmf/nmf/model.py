@@ -7,7 +7,6 @@ constraint) with a driver-side diffraction update from tree-reduced statistics; 
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from collections.abc import Callable
@@ -18,15 +17,15 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from .._kernels.constraints import bandlimit_mask, fill_dips
+from .._kernels.constraints import bandlimit_mask
 from .._kernels.masks import disc_mask, find_bright_field_disc
 from .._kernels.nmf import hals_sweeps, loss_change, mu_step, nnls_clip
-from .._version import __version__
 from ..data import rechunk_scan
 from ..errors import ConvergenceWarning, InputError
-from ..physics import bragg_disc_radius_inv_nm, probe_cutoff_inv_nm
 from ..schema import validate_dataset
 from ..values import pixel_sums, value_report_from, value_stats
+from .calibration import default_continuity_radius, map_cutoff, scan_step
+from .continuity import fill_all, poisson_sigma
 from .init import nndsvda, random_init
 from .stats import (
     KL_EPS,
@@ -34,75 +33,17 @@ from .stats import (
     c_update,
     c_update_constrained,
     data_products,
-    from_rows,
     kl_c_update,
     kl_statistics,
     row_statistics,
     s_statistics,
     split_statistics,
-    to_rows,
 )
+from .versions import versions
 
-__all__ = ["ConstrainedNMF", "decompose", "pca"]
+__all__ = ["ConstrainedNMF", "decompose"]
 
 Solver = Literal["hals", "mu", "als"]
-
-
-def _scan_step(ds: xr.Dataset) -> float:
-    step = float(ds.attrs.get("scan_step_nm", float("nan")))
-    if math.isnan(step):
-        raise InputError(
-            "scan_step_nm is unknown; set ds.attrs['scan_step_nm'] for the map constraint"
-        )
-    return step
-
-
-def map_cutoff(ds: xr.Dataset, map_resolution_nm: float | str) -> float:
-    """Cutoff frequency (cycles per nm) of the map constraint.
-
-    Parameters
-    ----------
-    ds
-        The scan (for ``beam_energy_kev`` and ``convergence_semiangle_mrad``).
-    map_resolution_nm
-        A length ``d`` (the finest period a map may hold: ``q_c = 1/d``), or ``"probe"``:
-        ``q_c = 2 alpha / lambda``, the incoherent imaging limit of the probe.
-
-    Returns
-    -------
-    float
-        ``q_c`` in 1/nm.
-    """
-    if map_resolution_nm == "probe":
-        energy = float(ds.attrs.get("beam_energy_kev", float("nan")))
-        alpha = float(ds.attrs.get("convergence_semiangle_mrad", float("nan")))
-        if math.isnan(energy) or math.isnan(alpha):
-            raise InputError(
-                "map_resolution_nm='probe' needs beam_energy_kev and convergence_semiangle_mrad; "
-                "set them or pass map_resolution_nm in nm"
-            )
-        return probe_cutoff_inv_nm(energy, alpha)
-    value = float(map_resolution_nm)
-    if not value > 0:
-        raise InputError(f"map_resolution_nm must be positive, got {value}")
-    return 1.0 / value
-
-
-def default_continuity_radius(ds: xr.Dataset, signal_dims: tuple[str, ...]) -> float:
-    """One Bragg disc's radius in pixels (from beam energy, semi-angle and calibration); 2 else."""
-    energy = float(ds.attrs.get("beam_energy_kev", float("nan")))
-    alpha = float(ds.attrs.get("convergence_semiangle_mrad", float("nan")))
-    dim = signal_dims[-1]
-    coord = ds[dim].values
-    if len(signal_dims) != 2 or coord.size < 2 or math.isnan(energy) or math.isnan(alpha):
-        return 2.0
-    step = float(coord[1] - coord[0])
-    units = ds[dim].attrs.get("units", "")
-    if units == "1/nm":
-        return max(1.0, bragg_disc_radius_inv_nm(energy, alpha) / step)
-    if units == "mrad":
-        return max(1.0, alpha / step)
-    return 2.0
 
 
 class ConstrainedNMF:
@@ -398,7 +339,7 @@ class ConstrainedNMF:
         self._keep = None
         if self.map_resolution_nm is not None:
             cutoff = map_cutoff(ds, self.map_resolution_nm)
-            self._keep = bandlimit_mask((ny, nx), _scan_step(ds), cutoff)
+            self._keep = bandlimit_mask((ny, nx), scan_step(ds), cutoff)
         radius = self.continuity_radius_px or default_continuity_radius(ds, sig)
 
         def fill(
@@ -407,12 +348,12 @@ class ConstrainedNMF:
             # dips are judged on the physical diffractions, against their counting noise
             col = self._col_sqrt
             if col is None:
-                phys, sigma = S, _poisson_sigma(S, h, t)
+                phys, sigma = S, poisson_sigma(S, h, t)
             else:  # normalised data have about unit variance per value
                 phys = S * col[:, None]
                 sigma = col[:, None] / np.sqrt(np.maximum(np.diag(h), 1e-300))[None, :]
             floor = self.dip_sigma * sigma
-            filled, n = _fill_all(phys, idx, sig_shape, radius, self.dip_threshold, floor, fraction)
+            filled, n = fill_all(phys, idx, sig_shape, radius, self.dip_threshold, floor, fraction)
             return (filled if col is None else filled / col[:, None]), n
 
         t_init = time.perf_counter()
@@ -655,25 +596,9 @@ class ConstrainedNMF:
                 "masks": mask_info,
                 "map_cutoff_inv_nm": fit["cutoff"],
                 "timings_s": timings,
-                "versions": _versions(),
+                "versions": versions(),
             },
         )
-
-
-def _versions() -> dict[str, str]:
-    import numba
-    import scipy
-    import zarr
-
-    return {
-        "dask_stemnmf": __version__,
-        "dask": dask.__version__,
-        "numpy": np.__version__,
-        "numba": numba.__version__,
-        "scipy": scipy.__version__,
-        "xarray": xr.__version__,
-        "zarr": zarr.__version__,
-    }
 
 
 def _normalise(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -693,101 +618,6 @@ def _reseed_dead(S: np.ndarray, iteration: int, seed: int) -> np.ndarray:
     return S
 
 
-def _poisson_sigma(S: np.ndarray, h: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Counting-noise standard deviation of each diffraction pixel, ``(M, K)``.
-
-    For counts ``D ~ Poisson(C S^T)`` the least-squares estimate ``S_k ~ D^T c_k / |c_k|^2``
-    has variance ``sum_i c_ik^2 (C S^T)_ij / |c_k|^4 = (S T)_jk / H_kk^2`` with
-    ``T = C^T (C * C)``, both from the pass's statistics (``S`` in the scale of ``C``).
-    """
-    diag = np.maximum(np.diag(h), 1e-300)
-    return np.sqrt(np.maximum(S @ t, 0.0)) / diag
-
-
-def _fill_all(
-    S: np.ndarray,
-    idx: np.ndarray,
-    sig_shape: tuple[int, ...],
-    radius: float,
-    threshold: float,
-    floor: np.ndarray,
-    fraction: float,
-) -> tuple[np.ndarray, int]:
-    """Fill every diffraction's dips deeper than ``max(threshold * peak, floor)``.
-
-    Masked pixels (zeros) only shape the closing; ``floor`` is ``(M, K)`` (noise per pixel).
-    """
-    out = S.copy()
-    total = 0
-    full = np.zeros(int(np.prod(sig_shape)))
-    depth_floor = np.zeros(int(np.prod(sig_shape)))
-    for j in range(S.shape[1]):
-        peak = float(S[:, j].max())
-        if peak <= 0:
-            continue
-        full[:] = 0.0
-        full[idx] = S[:, j]
-        depth_floor[:] = np.inf
-        depth_floor[idx] = np.maximum(threshold * peak, floor[:, j])
-        filled, _ = fill_dips(
-            full.reshape(sig_shape), radius, depth_floor.reshape(sig_shape), fraction
-        )
-        new = filled.reshape(-1)[idx]
-        total += int((new > S[:, j]).sum())
-        out[:, j] = new
-    return out, total
-
-
 def decompose(ds: xr.Dataset, n_components: int, **kwargs: Any) -> xr.Dataset:
     """Functional form of :class:`ConstrainedNMF`: fit and return ``result_``."""
     return ConstrainedNMF(n_components, **kwargs).fit(ds).result_
-
-
-def pca(ds: xr.Dataset, n_components: int, *, random_state: int = 0) -> xr.Dataset:
-    """Principal component analysis baseline, shaped like :class:`ConstrainedNMF`'s result.
-
-    Parameters
-    ----------
-    ds
-        A scan.
-    n_components
-        Number of components.
-    random_state
-        Seed of the randomised SVD.
-
-    Returns
-    -------
-    xarray.Dataset
-        ``maps (component, scan_y, scan_x)`` (scores), ``diffractions (component, *signal)``
-        (unit-norm loadings, signs fixed so each sums positive), ``explained_variance
-        (component)`` and ``mean`` (the mean pattern subtracted first).
-    """
-    sig = validate_dataset(ds)
-    ds = rechunk_scan(ds, None)
-    data = ds["intensity"].data
-    n = ds.sizes["scan_y"] * ds.sizes["scan_x"]
-    m = int(np.prod(data.shape[2:]))
-    if not 1 <= n_components <= min(n, m):
-        raise InputError(f"n_components must lie in 1..{min(n, m)}, got {n_components}")
-    rows = to_rows(data).astype(np.float32)
-    mean = rows.mean(axis=0)
-    u, s, v = da.linalg.svd_compressed(
-        rows - mean, n_components, n_power_iter=4, seed=random_state, compute=False
-    )
-    s, v, mean = dask.compute(s, v, mean)
-    signs = np.where(v.sum(axis=1) < 0, -1.0, 1.0).astype(np.float32)
-    v = v * signs[:, None]
-    scores = from_rows(u * (s * signs).astype(np.float32), data)
-    sig_shape = data.shape[2:]
-    coords: dict[str, Any] = {d: ds[d] for d in ("scan_y", "scan_x", *sig)}
-    coords["component"] = np.arange(n_components)
-    return xr.Dataset(
-        {
-            "maps": (("component", "scan_y", "scan_x"), da.moveaxis(scores, -1, 0)),
-            "diffractions": (("component", *sig), v.reshape((n_components, *sig_shape))),
-            "explained_variance": (("component",), s**2 / max(n - 1, 1)),
-            "mean": (sig, np.asarray(mean).reshape(sig_shape)),
-        },
-        coords=coords,
-        attrs={"method": "pca", "n_components": n_components, "versions": _versions()},
-    )
