@@ -448,3 +448,19 @@ def test_kl_mu_agrees_with_scikit_learn_from_the_same_start(scan):
     assert (np.diff(loss) <= 1e-9).all()
     with pytest.raises(InputError, match="loss='kl'"):
         decompose(scan, 3, solver="hals", loss="kl")
+
+
+def test_bad_values_under_the_detector_mask_are_allowed(scan):
+    x = scan["intensity"].values.astype("float32")
+    x[:, :, 3, 4] = np.nan  # a dead pixel
+    x[2, 2, 5, 5] = np.inf
+    mask = np.ones(x.shape[2:], bool)
+    mask[3, 4] = False
+    bad = scan.assign(intensity=(scan["intensity"].dims, x))
+    with pytest.raises(InputError, match="outside detector_mask"):
+        decompose(bad.assign(detector_mask=(("k_y", "k_x"), mask)), 3, max_iter=3)
+    mask[5, 5] = False
+    r = decompose(bad.assign(detector_mask=(("k_y", "k_x"), mask)), 3, max_iter=5, tol=1)
+    assert np.isfinite(r["maps"].values).all()
+    assert not r["fit_mask"].values[3, 4] and not r["fit_mask"].values[5, 5]
+    assert r["diffractions"].values[:, 3, 4].max() == 0

@@ -206,16 +206,22 @@ class ConstrainedNMF:
     def _prepared_data(self, ds: xr.Dataset) -> tuple[da.Array, np.ndarray, np.ndarray]:
         """Check the values; return the data, and ``(M,)`` pixel sums and sums of squares.
 
-        One pass over the data when it is clean (float64 sums per pixel).
+        One pass over the data when it is clean (float64 sums per pixel). Pixels that
+        ``detector_mask`` marks invalid are zeroed first, so NaN/Inf there are allowed.
         """
         data = ds["intensity"].data
+        if "detector_mask" in ds.variables:
+            valid = np.asarray(ds["detector_mask"].values, dtype=bool)
+            if not valid.all():
+                zero = data.dtype.type(0)
+                data = da.where(valid, data, zero)
 
         stats, sums = dask.compute(value_stats(data), pixel_sums(data))
         report = value_report_from(stats, data.size)
         if report.n_nan or report.n_inf:
             raise InputError(
-                f"intensity holds {report.n_nan} NaN and {report.n_inf} Inf values; "
-                "mask them (detector_mask) or replace them before the fit"
+                f"intensity holds {report.n_nan} NaN and {report.n_inf} Inf values outside "
+                "detector_mask; mask those pixels (detector_mask) or replace them before the fit"
             )
         if report.n_negative:
             if self.negative is None:
