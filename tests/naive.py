@@ -130,3 +130,26 @@ def diffraction_noise(maps: np.ndarray, diffractions: np.ndarray) -> np.ndarray:
         var = (c * c) @ lam / c2**2  # variance of D^T c / |c|^2, in counts-per-map-unit
         out[k] = np.sqrt(np.maximum(var, 0))
     return out
+
+
+def match_sources(result, truth, used: np.ndarray) -> dict[int, tuple[float, float]]:
+    """Hungarian matching of found to true diffractions on |cosine| over the ``used`` pixels.
+
+    Returns ``{source: (diffraction cosine, map cosine)}`` for every matched true source.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    n_src = truth.sizes["source"]
+    k = result.sizes["component"]
+    tp = truth["true_patterns"].values.reshape(n_src, -1)[:, used].astype(float)
+    tm = truth["true_maps"].values.reshape(n_src, -1).astype(float)
+    fp = result["diffractions"].values.reshape(k, -1)[:, used].astype(float)
+    fm = result["maps"].values.reshape(k, -1).astype(float)
+
+    def cosine(a, b):
+        norms = np.outer(np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1))
+        return np.abs(a @ b.T) / np.maximum(norms, 1e-300)
+
+    cp, cm = cosine(tp, fp), cosine(tm, fm)
+    rows, cols = linear_sum_assignment(-cp)
+    return {int(i): (float(cp[i, j]), float(cm[i, j])) for i, j in zip(rows, cols, strict=True)}
