@@ -33,6 +33,7 @@ from .stats import (
     c_update,
     c_update_constrained,
     data_products,
+    fused_update,
     kl_c_update,
     kl_statistics,
     row_statistics,
@@ -449,8 +450,15 @@ class ConstrainedNMF:
         fraction, converged, n_dips, loss = 1.0, False, 0, float("nan")
         q = h = t = np.zeros(0)
         for it in range(self.max_iter):
-            C, dloss = self._update_maps(data, C, S, scale)
-            stats = s_statistics(data, C, precise=it == 0, transform=self._transform)
+            if self._keep is None:
+                C, dloss, stats = fused_update(
+                    data, C, S, solver=self.solver, sweeps=self.inner_sweeps,
+                    inner_tol=self.inner_tol, scale=scale, transform=self._transform,
+                    precise=it == 0,
+                )  # fmt: skip
+            else:
+                C, dloss = self._update_maps(data, C, S, scale)
+                stats = s_statistics(data, C, precise=it == 0, transform=self._transform)
             C, stats, dloss = dask.persist(C, stats, dloss)
             stats_np, dc = dask.compute(stats, dloss)
             q, h, t = split_statistics(stats_np, m)

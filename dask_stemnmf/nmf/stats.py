@@ -26,6 +26,7 @@ __all__ = [
     "c_update_constrained",
     "data_products",
     "from_rows",
+    "fused_update",
     "kl_c_update",
     "kl_statistics",
     "row_statistics",
@@ -535,3 +536,110 @@ def kl_statistics(
         name=f"nmf-kl-stats-{tokenize(data, C, s, transform.token())}",
     )  # fmt: skip
     return per_chunk.sum(axis=(0, 1), split_every=split_every)
+
+
+def _fused_chunk(
+    block: Any,
+    c: np.ndarray,
+    s: Any,
+    cols: Any,
+    rows: Any,
+    *,
+    g: np.ndarray,
+    solver: str,
+    sweeps: int,
+    inner_tol: float,
+    scale: np.ndarray | None,
+    precise: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Map update and the diffraction statistics of one chunk, from one read of it."""
+    s, c = _one(s), _one(c)
+    cy, cx = _rows(_one(block))
+    k = s.shape[1]
+    d = _matrix(block, cols, rows)
+    w = np.array(c.reshape(cy * cx, k), dtype=np.float32, order="C")
+    if scale is not None:
+        w *= scale
+    p = d @ s
+    old = w.copy()
+    if solver == "hals":
+        hals_sweeps(w, p, g, sweeps, inner_tol)
+    elif solver == "mu":
+        w = mu_step(w, p, g)
+    else:
+        w = nnls_clip(p, g)
+    maps = np.zeros((cy, cx, k + 1), dtype=np.float32)
+    maps[..., :k] = w.reshape(cy, cx, k)
+    maps[0, 0, k] = loss_change(old, w, p, g)
+    m = d.shape[1]
+    stats = np.zeros((1, 1, m + 2 * k, k), dtype=np.float64)
+    if precise:
+        stats[0, 0, :m] = d.astype(np.float64).T @ w.astype(np.float64)
+    else:
+        stats[0, 0, :m] = np.dot(d.T, w)
+    w64 = w.astype(np.float64)
+    stats[0, 0, m : m + k] = w64.T @ w64
+    stats[0, 0, m + k : m + 2 * k] = w64.T @ (w64 * w64)
+    return maps, stats
+
+
+def _first(pair: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    return pair[0]
+
+
+def _second(pair: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    return pair[1]
+
+
+def fused_update(
+    data: da.Array,
+    C: da.Array,
+    S: np.ndarray,
+    *,
+    solver: str = "hals",
+    sweeps: int = 10,
+    inner_tol: float = 0.01,
+    scale: np.ndarray | None = None,
+    transform: Transform = NO_TRANSFORM,
+    precise: bool = False,
+    split_every: int = 8,
+) -> tuple[da.Array, da.Array, da.Array]:
+    """One iteration's map update and diffraction statistics from a single task per chunk.
+
+    The same results as :func:`c_update` followed by :func:`s_statistics`, but each chunk
+    is read, converted and transformed once: the task returns the new maps and the partial
+    statistics together, and two light tasks per chunk split them.
+
+    Returns
+    -------
+    C : dask.array.Array
+        New maps, chunked like the old.
+    dloss : dask.array.Array
+        Scalar: the exact change of the loss from the map update.
+    stats : dask.array.Array
+        ``(M + 2K, K)`` tree-reduced statistics, as :func:`s_statistics`.
+    """
+    s = _shared(S.astype(np.float32), "nmf-S")
+    g = (S.T.astype(np.float64) @ S.astype(np.float64)).astype(np.float32)
+    sig = _sig_index(data)
+    k = S.shape[1]
+    m = S.shape[0]
+    token = tokenize(data, C, s, g, solver, sweeps, inner_tol, scale, transform.token(), precise)
+    pairs = da.blockwise(
+        _fused_chunk, "yx", data, "yx" + sig, C, "yxk", s, "mk", *transform.args(),
+        dtype=object, concatenate=False, meta=np.empty((0, 0), dtype=object),
+        g=g, solver=solver, sweeps=sweeps, inner_tol=inner_tol, precise=precise,
+        scale=None if scale is None else scale.astype(np.float32),
+        name=f"nmf-iteration-{token}",
+    )  # fmt: skip
+    out = da.map_blocks(
+        _first, pairs, new_axis=2, chunks=(*C.chunks[:2], (k + 1,)),
+        dtype=np.float32, meta=np.empty((0, 0, 0), np.float32), name=f"nmf-maps-{token}",
+    )  # fmt: skip
+    per_chunk = da.map_blocks(
+        _second, pairs, new_axis=[2, 3],
+        chunks=(tuple(1 for _ in C.chunks[0]), tuple(1 for _ in C.chunks[1]), (m + 2 * k,), (k,)),
+        dtype=np.float64, meta=np.empty((0, 0, 0, 0)), name=f"nmf-partials-{token}",
+    )  # fmt: skip
+    new, dloss = _split_update(out, k)
+    return new, dloss, per_chunk.sum(axis=(0, 1), split_every=split_every)
