@@ -42,7 +42,7 @@ def _fit(ds, k, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         start = time.perf_counter()
-        model = ConstrainedNMF(k, diffraction_continuity=False, **kw).fit(ds)
+        model = ConstrainedNMF(k, diffraction_continuity=False, bright_field_mask=None, **kw).fit(ds)
         return model.result_, time.perf_counter() - start
 
 
