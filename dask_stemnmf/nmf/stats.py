@@ -181,26 +181,27 @@ def data_products(data: da.Array, S: np.ndarray, transform: Transform = NO_TRANS
     )  # fmt: skip
 
 
-def _c_chunk(
-    block: Any,
+def _update_rows(
+    d: np.ndarray,
     c: np.ndarray,
-    s: Any,
-    cols: Any,
-    rows: Any,
+    s: np.ndarray,
     *,
     g: np.ndarray,
     solver: str,
     sweeps: int,
     inner_tol: float,
     scale: np.ndarray | None,
-) -> np.ndarray:
-    s = _one(s)
-    cy, cx = _rows(_one(block))
-    k = s.shape[1]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Update one chunk's maps from its matrix ``d``.
+
+    Returns the new rows ``(n, K)`` and the ``(cy, cx, K + 1)`` output block whose extra
+    channel holds the exact loss change at ``[0, 0, K]``.
+    """
+    cy, cx, k = c.shape
     w = np.array(c.reshape(cy * cx, k), dtype=np.float32, order="C")
     if scale is not None:
         w *= scale
-    p = _matrix(block, cols, rows) @ s
+    p = d @ s
     old = w.copy()
     if solver == "hals":
         hals_sweeps(w, p, g, sweeps, inner_tol)
@@ -211,6 +212,26 @@ def _c_chunk(
     out = np.zeros((cy, cx, k + 1), dtype=np.float32)
     out[..., :k] = w.reshape(cy, cx, k)
     out[0, 0, k] = loss_change(old, w, p, g)
+    return w, out
+
+
+def _partial_stats(d: np.ndarray, w: np.ndarray, precise: bool) -> np.ndarray:
+    """One chunk's ``[D_c^T C_c; C_c^T C_c; C_c^T (C_c * C_c)]`` as ``(1, 1, M + 2K, K)``."""
+    k = w.shape[1]
+    m = d.shape[1]
+    out = np.zeros((1, 1, m + 2 * k, k), dtype=np.float64)
+    if precise:
+        out[0, 0, :m] = d.astype(np.float64).T @ w.astype(np.float64)
+    else:
+        out[0, 0, :m] = np.dot(d.T, w.astype(np.float32))
+    w64 = w.astype(np.float64)
+    out[0, 0, m : m + k] = w64.T @ w64
+    out[0, 0, m + k : m + 2 * k] = w64.T @ (w64 * w64)
+    return out
+
+
+def _c_chunk(block: Any, c: np.ndarray, s: Any, cols: Any, rows: Any, **update: Any) -> np.ndarray:
+    _, out = _update_rows(_matrix(block, cols, rows), c, _one(s), **update)
     return out
 
 
@@ -272,18 +293,8 @@ def _split_update(out: da.Array, k: int) -> tuple[da.Array, da.Array]:
 
 
 def _stats_chunk(block: Any, c: np.ndarray, cols: Any, rows: Any, *, precise: bool) -> np.ndarray:
-    cy, cx = _rows(_one(block))
-    k = c.shape[-1]
-    dtype = np.float64 if precise else np.float32
-    d = _matrix(block, cols, rows).astype(dtype, copy=False)
-    w = c.reshape(cy * cx, k).astype(dtype)
-    m = d.shape[1]
-    out = np.zeros((1, 1, m + 2 * k, k), dtype=np.float64)
-    out[0, 0, :m] = np.dot(d.T, w)
-    w64 = w.astype(np.float64)
-    out[0, 0, m : m + k] = w64.T @ w64
-    out[0, 0, m + k : m + 2 * k] = w64.T @ (w64 * w64)
-    return out
+    cy, cx, k = c.shape
+    return _partial_stats(_matrix(block, cols, rows), c.reshape(cy * cx, k), precise)
 
 
 def s_statistics(
@@ -539,48 +550,12 @@ def kl_statistics(
 
 
 def _fused_chunk(
-    block: Any,
-    c: np.ndarray,
-    s: Any,
-    cols: Any,
-    rows: Any,
-    *,
-    g: np.ndarray,
-    solver: str,
-    sweeps: int,
-    inner_tol: float,
-    scale: np.ndarray | None,
-    precise: bool,
+    block: Any, c: Any, s: Any, cols: Any, rows: Any, *, precise: bool, **update: Any
 ) -> tuple[np.ndarray, np.ndarray]:
     """Map update and the diffraction statistics of one chunk, from one read of it."""
-    s, c = _one(s), _one(c)
-    cy, cx = _rows(_one(block))
-    k = s.shape[1]
     d = _matrix(block, cols, rows)
-    w = np.array(c.reshape(cy * cx, k), dtype=np.float32, order="C")
-    if scale is not None:
-        w *= scale
-    p = d @ s
-    old = w.copy()
-    if solver == "hals":
-        hals_sweeps(w, p, g, sweeps, inner_tol)
-    elif solver == "mu":
-        w = mu_step(w, p, g)
-    else:
-        w = nnls_clip(p, g)
-    maps = np.zeros((cy, cx, k + 1), dtype=np.float32)
-    maps[..., :k] = w.reshape(cy, cx, k)
-    maps[0, 0, k] = loss_change(old, w, p, g)
-    m = d.shape[1]
-    stats = np.zeros((1, 1, m + 2 * k, k), dtype=np.float64)
-    if precise:
-        stats[0, 0, :m] = d.astype(np.float64).T @ w.astype(np.float64)
-    else:
-        stats[0, 0, :m] = np.dot(d.T, w)
-    w64 = w.astype(np.float64)
-    stats[0, 0, m : m + k] = w64.T @ w64
-    stats[0, 0, m + k : m + 2 * k] = w64.T @ (w64 * w64)
-    return maps, stats
+    w, maps = _update_rows(d, _one(c), _one(s), **update)
+    return maps, _partial_stats(d, w, precise)
 
 
 def _first(pair: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
