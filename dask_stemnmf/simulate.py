@@ -39,7 +39,8 @@ from ._kernels.render import add_disc, bandlimited_sphere_window, radial_profile
 from ._version import __version__
 from .data import save_4dstem
 from .errors import InputError
-from .physics import bragg_disc_radius_inv_nm, electron_wavelength_nm, probe_fwhm_nm
+from .physics import bragg_disc_radius_inv_nm, electron_wavelength_nm
+from .physics import probe_fwhm_nm as airy_probe_fwhm_nm
 from .schema import SCHEMA_VERSION
 
 __all__ = ["LATTICES", "Phase", "simulate_scan"]
@@ -389,7 +390,7 @@ def simulate_scan(
         raise InputError(f"scattered_fraction must lie in (0, 1), got {scattered_fraction}")
     if dark_noise < 0:
         raise InputError(f"dark_noise must be >= 0, got {dark_noise}")
-    fwhm = probe_fwhm_nm or probe_fwhm_nm_default(beam_energy_kev, convergence_semiangle_mrad)
+    fwhm = probe_fwhm_nm or airy_probe_fwhm_nm(beam_energy_kev, convergence_semiangle_mrad)
     settings = _Settings(
         int(seed),
         scan_shape,
@@ -418,11 +419,6 @@ def simulate_scan(
 
     save_4dstem(ds, store, overwrite=overwrite)
     return open_4dstem(store, chunks=None)
-
-
-def probe_fwhm_nm_default(beam_energy_kev: float, convergence_semiangle_mrad: float) -> float:
-    """Default probe FWHM (nm): the Airy probe of the given energy and semi-angle."""
-    return probe_fwhm_nm(beam_energy_kev, convergence_semiangle_mrad)
 
 
 def _build(st: _Settings, chunk_shape: tuple[int, int]) -> xr.Dataset:
