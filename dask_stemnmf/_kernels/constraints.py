@@ -173,12 +173,21 @@ def constrained_hals_maps(
     keep: np.ndarray,
     sweeps: int = 2,
     n_iter: int = 50,
+    row: np.ndarray | None = None,
+    mm_steps: int = 3,
 ) -> np.ndarray:
     """HALS update of all maps under the map-resolution constraint.
 
     For component ``k`` the loss is ``||s_k||^2 ||c_k - v_k||^2 + const`` with
     ``v_k = c_k + (p_k - C g_k) / g_kk``, so the exact minimiser over the convex set is the
     projection of ``v_k``: each column update is exact and the loss never increases.
+
+    With row factors (noise normalisation: the fitted maps are ``c_k = u_k / row`` for the
+    physical maps ``u_k``, which carry the constraint) the column loss is the weighted
+    distance ``sum_i (u_i - row_i v_i)^2 / row_i^2``. Each column then takes ``mm_steps``
+    majorise-minimise steps: the weighted distance is bounded above by its largest weight
+    times a plain distance, whose minimiser over the set is a projection, so every step
+    lowers the loss too.
 
     Parameters
     ----------
@@ -194,20 +203,35 @@ def constrained_hals_maps(
         Sweeps over the components.
     n_iter
         Dykstra steps per projection.
+    row
+        ``(ny, nx)`` positive factors from fitted to physical maps, or ``None``.
+    mm_steps
+        Majorise-minimise steps per column when ``row`` is given.
 
     Returns
     -------
     numpy.ndarray
-        ``(ny, nx, K)`` float32 maps, band-limited and non-negative.
+        ``(ny, nx, K)`` float32 maps whose physical maps (times ``row``) are band-limited
+        and non-negative.
     """
     w = c.astype(np.float64)
     k = w.shape[-1]
     pp = p.astype(np.float64)
     gg = g.astype(np.float64)
+    if row is not None:
+        r = np.asarray(row, dtype=np.float64)
+        weight = 1.0 / (r * r)
+        step = weight / weight.max()
     for _ in range(sweeps):
         for j in range(k):
             if gg[j, j] <= 0:
                 continue
             v = w[..., j] + (pp[..., j] - w @ gg[:, j]) / gg[j, j]
-            w[..., j] = project_bandlimited_nonnegative(v, keep, n_iter)
+            if row is None:
+                w[..., j] = project_bandlimited_nonnegative(v, keep, n_iter)
+                continue
+            target, u = r * v, r * w[..., j]
+            for _ in range(mm_steps):
+                u = project_bandlimited_nonnegative(u - step * (u - target), keep, n_iter)
+            w[..., j] = u / r
     return w.astype(np.float32)

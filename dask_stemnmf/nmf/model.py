@@ -100,7 +100,8 @@ class ConstrainedNMF:
         Fit ``D_ij / sqrt(a_i b_j)`` (``a``: each position's mean count, ``b``: each pixel's
         mean count), so that Poisson noise is about even everywhere and the bright pixels do
         not dominate the least squares; the factors are scaled back (``C`` by ``sqrt(a)``,
-        ``S`` by ``sqrt(b)``). Not yet combined with the map constraint.
+        ``S`` by ``sqrt(b)``). With the map constraint the physical maps (``C`` times
+        ``sqrt(a)``) are the ones kept band-limited.
     loss
         ``"ls"`` (least squares) or ``"kl"`` (generalised Kullback-Leibler divergence, the
         Poisson likelihood; with ``solver="mu"`` only, two data passes per iteration, not yet
@@ -172,6 +173,7 @@ class ConstrainedNMF:
         self._keep: np.ndarray | None = None
         self._col_sqrt: np.ndarray | None = None
         self._row_sqrt: da.Array | None = None
+        self._row_np: np.ndarray | None = None
         self.persist = persist
         self.callback = callback
 
@@ -331,13 +333,15 @@ class ConstrainedNMF:
         d2 = float(pixel_sq[idx].sum())
         self._col_sqrt = None
         self._row_sqrt = None
+        self._row_np = None
         if self.noise_normalisation:
-            if self.map_resolution_nm is not None:
-                raise InputError(
-                    "noise_normalisation cannot be combined with map_resolution_nm yet; "
-                    "choose one of them"
-                )
             d2 = self._normalise_noise(data, pixel_sum[idx] / (ny * nx))
+            if self.map_resolution_nm is not None:
+                # the physical maps (fitted maps times sqrt(a)) carry the band limit
+                assert self._row_sqrt is not None
+                r = np.asarray(self._row_sqrt.compute(), dtype=np.float64)
+                positive = r[r > 0]
+                self._row_np = np.maximum(r, positive.min() if positive.size else 1.0)
         persist = self._persist_dtype(data)
         if persist is not None:
             # held in cluster memory as float32 when that fits: no conversion per pass
@@ -405,7 +409,7 @@ class ConstrainedNMF:
             )  # fmt: skip
         return c_update_constrained(
             data_products(data, S, self._transform), C, S, self._keep,
-            sweeps=self.map_sweeps, n_iter=self.dykstra_iter, scale=scale,
+            sweeps=self.map_sweeps, n_iter=self.dykstra_iter, scale=scale, row=self._row_np,
         )  # fmt: skip
 
     def _iterate_kl(

@@ -354,6 +354,7 @@ def c_update_constrained(
     sweeps: int = 2,
     n_iter: int = 50,
     scale: np.ndarray | None = None,
+    row: np.ndarray | None = None,
 ) -> tuple[da.Array, da.Array]:
     """Update the maps under the map-resolution constraint (a global step, one task).
 
@@ -375,6 +376,9 @@ def c_update_constrained(
         Component sweeps and Dykstra steps per projection.
     scale
         ``(K,)`` factors applied to ``C`` first.
+    row
+        ``(scan_y, scan_x)`` positive factors from the fitted to the physical maps (noise
+        normalisation), which carry the constraint; ``None`` when they are the same.
 
     Returns
     -------
@@ -389,19 +393,26 @@ def c_update_constrained(
     whole = (-1, -1, -1)
     out = da.map_blocks(
         _constrained_chunk, c.rechunk(whole), P.rechunk(whole),
-        g=g, keep=keep, sweeps=sweeps, n_iter=n_iter, dtype=np.float32,
+        g=g, keep=keep, sweeps=sweeps, n_iter=n_iter, row=row, dtype=np.float32,
         chunks=(C.shape[0], C.shape[1], k + 1),
-        name=f"nmf-update-C-constrained-{tokenize(P, c, g, keep, sweeps, n_iter)}",
+        name=f"nmf-update-C-constrained-{tokenize(P, c, g, keep, sweeps, n_iter, row)}",
     )  # fmt: skip
     new, dloss = _split_update(out, k)
     return new.rechunk(C.chunks), dloss
 
 
 def _constrained_chunk(
-    c: np.ndarray, p: np.ndarray, *, g: np.ndarray, keep: np.ndarray, sweeps: int, n_iter: int
+    c: np.ndarray,
+    p: np.ndarray,
+    *,
+    g: np.ndarray,
+    keep: np.ndarray,
+    sweeps: int,
+    n_iter: int,
+    row: np.ndarray | None,
 ) -> np.ndarray:
     ny, nx, k = c.shape
-    new = constrained_hals_maps(c, p, g, keep, sweeps, n_iter)
+    new = constrained_hals_maps(c, p, g, keep, sweeps, n_iter, row)
     out = np.zeros((ny, nx, k + 1), dtype=np.float32)
     out[..., :k] = new
     flat = (ny * nx, k)
