@@ -7,6 +7,7 @@ Public entry points (see ``DESIGN.md``): :func:`open_4dstem`, :func:`save_4dstem
 from ._version import __version__
 from .data import open_4dstem, save_4dstem
 from .errors import InputError, OutputExistsError, StemNMFError, StemNMFWarning
+from .evaluate import match_to_truth
 from .nmf import ConstrainedNMF, decompose, pca
 from .simulate import simulate_scan
 
@@ -18,6 +19,7 @@ __all__ = [
     "StemNMFWarning",
     "__version__",
     "decompose",
+    "match_to_truth",
     "open_4dstem",
     "pca",
     "save_4dstem",

@@ -132,24 +132,15 @@ def diffraction_noise(maps: np.ndarray, diffractions: np.ndarray) -> np.ndarray:
     return out
 
 
-def match_sources(result, truth, used: np.ndarray) -> dict[int, tuple[float, float]]:
-    """Hungarian matching of found to true diffractions on |cosine| over the ``used`` pixels.
+def best_assignment(score: np.ndarray) -> dict[int, int]:
+    """Row -> column assignment maximising the total score (rows <= columns), by brute force."""
+    import itertools
 
-    Returns ``{source: (diffraction cosine, map cosine)}`` for every matched true source.
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    n_src = truth.sizes["source"]
-    k = result.sizes["component"]
-    tp = truth["true_patterns"].values.reshape(n_src, -1)[:, used].astype(float)
-    tm = truth["true_maps"].values.reshape(n_src, -1).astype(float)
-    fp = result["diffractions"].values.reshape(k, -1)[:, used].astype(float)
-    fm = result["maps"].values.reshape(k, -1).astype(float)
-
-    def cosine(a, b):
-        norms = np.outer(np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1))
-        return np.abs(a @ b.T) / np.maximum(norms, 1e-300)
-
-    cp, cm = cosine(tp, fp), cosine(tm, fm)
-    rows, cols = linear_sum_assignment(-cp)
-    return {int(i): (float(cp[i, j]), float(cm[i, j])) for i, j in zip(rows, cols, strict=True)}
+    n_rows, n_cols = score.shape
+    assert n_rows <= n_cols
+    best, choice = -np.inf, {}
+    for cols in itertools.permutations(range(n_cols), n_rows):
+        total = sum(score[i, j] for i, j in enumerate(cols))
+        if total > best:
+            best, choice = total, dict(enumerate(cols))
+    return choice

@@ -138,7 +138,12 @@ def fill_dips(
     threshold: float | np.ndarray,
     fraction: float = 1.0,
 ) -> tuple[np.ndarray, int]:
-    """Raise the dips deeper than ``threshold`` toward the closing; never lower a pixel.
+    """Raise the dips deeper than ``threshold`` to ``threshold`` below the closing.
+
+    This is the least change that leaves no pixel more than ``threshold`` below the closing
+    (the closing of the result equals the closing of ``pattern``, because closing is
+    increasing and idempotent), so valleys are made shallow rather than flattened, and the
+    noise-level texture around them is kept. Pixels are never lowered.
 
     Parameters
     ----------
@@ -147,10 +152,10 @@ def fill_dips(
     radius_px
         Closing disc radius in pixels (about one Bragg disc).
     threshold
-        Depth, in the pattern's units, below which a valley is noise and left alone: a
-        number, or an array shaped like ``pattern`` (e.g. a multiple of the noise per pixel).
+        Allowed depth, in the pattern's units: a number, or an array shaped like
+        ``pattern`` (e.g. a multiple of the noise per pixel).
     fraction
-        How far to raise a dip (1 fills it; less damps the step).
+        How far to raise a dip (1 raises it fully; less damps the step).
 
     Returns
     -------
@@ -159,10 +164,10 @@ def fill_dips(
     n : int
         Number of pixels raised.
     """
-    depth = dip_depth(pattern, radius_px)
-    dips = depth > threshold
+    excess = dip_depth(pattern, radius_px) - threshold
+    dips = excess > 0
     out = pattern.copy()
-    out[dips] += fraction * depth[dips]
+    out[dips] += fraction * excess[dips]
     return out, int(dips.sum())
 
 

@@ -54,17 +54,27 @@ def map_cutoff(ds: xr.Dataset, map_resolution_nm: float | str) -> float:
 
 
 def default_continuity_radius(ds: xr.Dataset, signal_dims: tuple[str, ...]) -> float:
-    """One Bragg disc's radius in pixels (from beam energy, semi-angle and calibration); 2 else."""
+    """Return the closing radius in pixels: half a Bragg disc radius, at least one pixel.
+
+    The disc radius ``alpha / lambda`` comes from beam energy, semi-angle and detector
+    calibration. A closing of radius ``r`` bridges any gap narrower than ``2 r``: with half a
+    disc radius, neighbouring Bragg discs stay apart while dips up to about a disc radius
+    across are filled (a full disc radius filled the real valleys between close discs and
+    cost 4.5 % more residual at 50,000 e/pattern on the simulator, one pixel 0.8 %).
+    Without a calibration: 1 pixel for diffractions, 2 channels for spectra.
+    """
+    if len(signal_dims) != 2:
+        return 2.0
     energy = float(ds.attrs.get("beam_energy_kev", float("nan")))
     alpha = float(ds.attrs.get("convergence_semiangle_mrad", float("nan")))
     dim = signal_dims[-1]
     coord = ds[dim].values
-    if len(signal_dims) != 2 or coord.size < 2 or math.isnan(energy) or math.isnan(alpha):
-        return 2.0
-    step = float(coord[1] - coord[0])
+    if coord.size < 2 or math.isnan(energy) or math.isnan(alpha):
+        return 1.0
+    step = abs(float(coord[1] - coord[0]))
     units = ds[dim].attrs.get("units", "")
     if units == "1/nm":
-        return max(1.0, bragg_disc_radius_inv_nm(energy, alpha) / step)
+        return max(1.0, 0.5 * bragg_disc_radius_inv_nm(energy, alpha) / step)
     if units == "mrad":
-        return max(1.0, alpha / step)
-    return 2.0
+        return max(1.0, 0.5 * alpha / step)
+    return 1.0

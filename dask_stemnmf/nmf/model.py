@@ -135,7 +135,7 @@ class ConstrainedNMF:
         random_state: int = 0,
         continuity_radius_px: float | None = None,
         dip_threshold: float = 0.02,
-        dip_sigma: float = 3.0,
+        dip_sigma: float = 4.0,
         continuity_warm_start: int = 10,
         inner_sweeps: int = 10,
         inner_tol: float = 0.01,
