@@ -30,6 +30,7 @@ import xarray as xr  # noqa: E402
 from dask_stemnmf import decompose, match_to_truth, pca, simulate_scan  # noqa: E402
 from dask_stemnmf._kernels.constraints import dip_depth  # noqa: E402
 from dask_stemnmf.errors import ConvergenceWarning  # noqa: E402
+from dask_stemnmf.nmf.calibration import default_continuity_radius  # noqa: E402
 
 FIT = {"max_iter": 300, "tol": 1e-5}
 PRIMITIVE = {"diffraction_continuity": False, **FIT}
@@ -44,23 +45,12 @@ METHODS: dict[str, Callable[[xr.Dataset, int], xr.Dataset]] = {
         ds, k, map_resolution_nm="probe", diffraction_continuity=False, **FIT
     ),
     "continuity + mask": lambda ds, k: decompose(ds, k, **FIT),
-    "both + mask (dip 2 % or 3 sigma)": lambda ds, k: decompose(
-        ds, k, dip_threshold=0.02, dip_sigma=3.0, **BOTH
+    "both + mask (defaults)": lambda ds, k: decompose(ds, k, **BOTH),
+    "both + mask, no noise floor": lambda ds, k: decompose(
+        ds, k, dip_threshold=0.04, dip_sigma=0.0, **BOTH
     ),
-    "both + mask, dips any depth": lambda ds, k: decompose(
-        ds, k, dip_threshold=0.0, dip_sigma=0.0, **BOTH
-    ),
-    "both + mask, dip 2 %": lambda ds, k: decompose(
-        ds, k, dip_threshold=0.02, dip_sigma=0.0, **BOTH
-    ),
-    "both + mask, dip 5 %": lambda ds, k: decompose(
-        ds, k, dip_threshold=0.05, dip_sigma=0.0, **BOTH
-    ),
-    "both + mask, dip 10 %": lambda ds, k: decompose(
-        ds, k, dip_threshold=0.1, dip_sigma=0.0, **BOTH
-    ),
-    "both + mask, dip 5 % or 3 sigma": lambda ds, k: decompose(
-        ds, k, dip_threshold=0.05, dip_sigma=3.0, **BOTH
+    "both + mask, closing of a disc radius": lambda ds, k: decompose(
+        ds, k, continuity_radius_px=2 * _half_disc(ds), **BOTH
     ),
     "noise normalisation, no mask": lambda ds, k: decompose(
         ds, k, noise_normalisation=True, bright_field_mask=None, **PRIMITIVE
@@ -72,9 +62,13 @@ METHODS: dict[str, Callable[[xr.Dataset, int], xr.Dataset]] = {
         ds, k, noise_normalisation=True, **BOTH
     ),
     "KL (mu) + mask": lambda ds, k: decompose(
-        ds, k, solver="mu", loss="kl", diffraction_continuity=False, max_iter=600, tol=1e-6
+        ds, k, solver="mu", loss="kl", diffraction_continuity=False, **FIT
     ),
 }
+
+
+def _half_disc(ds: xr.Dataset) -> float:
+    return default_continuity_radius(ds, ("k_y", "k_x"))
 
 
 def significant_dips(result: xr.Dataset, used: np.ndarray) -> int:
