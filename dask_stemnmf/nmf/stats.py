@@ -9,6 +9,7 @@ dask's tree reductions. Nothing here computes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 from dask.base import tokenize
 
 from .._kernels.constraints import constrained_hals_maps
-from .._kernels.nmf import as_matrix, hals_sweeps, loss_change, mu_step, nnls_clip
+from .._kernels.nmf import hals_sweeps, loss_change, mu_step, nnls_clip
 
 __all__ = [
     "NO_TRANSFORM",
@@ -110,8 +111,15 @@ def _matrix(block: Any, cols: Any, rows: Any) -> np.ndarray:
     The flattened chunk can be a view of data held in memory: scaling makes a new array,
     never changes the chunk in place.
     """
-    d = as_matrix(_one(block))
-    fresh = d is not _one(block) and not np.shares_memory(d, _one(block))
+    raw = _one(block)
+    flat = raw.reshape(raw.shape[0] * raw.shape[1], -1)
+    return _transform_rows(flat, cols, None if rows is None else _one(rows).reshape(-1))
+
+
+def _transform_rows(flat: np.ndarray, cols: Any, factor: np.ndarray | None) -> np.ndarray:
+    """Float32 ``(rows, fitted pixels)`` from ``(rows, pixels)`` of any dtype; never in place."""
+    d = np.ascontiguousarray(flat, dtype=np.float32)
+    fresh = not np.shares_memory(d, flat)
     if cols is not None:
         packed = _one(cols)
         if packed.shape[1] != d.shape[1]:
@@ -124,10 +132,32 @@ def _matrix(block: Any, cols: Any, rows: Any) -> np.ndarray:
             else:
                 d = d * scale
                 fresh = True
-    if rows is not None:
-        factor = np.asarray(rows, dtype=np.float32).reshape(-1, 1)
-        d = d * factor if not fresh else np.multiply(d, factor, out=d)
+    if factor is not None:
+        f = np.asarray(factor, dtype=np.float32).reshape(-1, 1)
+        d = np.multiply(d, f, out=d) if fresh else d * f
     return d
+
+
+#: Bytes of float32 data a chunk task works on at a time: a few MiB stay in the cache while
+#: the map update and the statistics both read them.
+ROW_BLOCK_BYTES = 4 << 20
+
+
+def _row_blocks(block: Any, cols: Any, rows: Any, m: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(start, d)``: a chunk's matrix (as :func:`_matrix`) a few MiB of rows at a time.
+
+    Converting, selecting and scaling block by block keeps each block in the cache for all
+    the products that read it, and never makes a float32 copy of a whole integer chunk.
+    """
+    raw = _one(block)
+    n = raw.shape[0] * raw.shape[1]
+    flat = raw.reshape(n, -1)
+    factor = None if rows is None else _one(rows).reshape(-1)
+    step = max(16, ROW_BLOCK_BYTES // (4 * max(m, 1)))
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        part = None if factor is None else factor[start:stop]
+        yield start, _transform_rows(flat[start:stop], cols, part)
 
 
 def _row_chunk(block: Any, cols: Any, rows: Any) -> np.ndarray:
@@ -181,8 +211,23 @@ def data_products(data: da.Array, S: np.ndarray, transform: Transform = NO_TRANS
     )  # fmt: skip
 
 
+def _solve_rows(
+    w: np.ndarray, p: np.ndarray, g: np.ndarray, solver: str, sweeps: int, inner_tol: float
+) -> np.ndarray:
+    """Return new rows of ``w`` for ``p = D s``, ``g = s^T s`` (rows are independent)."""
+    if solver == "hals":
+        w = np.array(w, dtype=np.float32, order="C")
+        hals_sweeps(w, p, g, sweeps, inner_tol)
+        return w
+    if solver == "mu":
+        return mu_step(w, p, g)
+    return nnls_clip(p, g)
+
+
 def _update_rows(
-    d: np.ndarray,
+    block: Any,
+    cols: Any,
+    rows: Any,
     c: np.ndarray,
     s: np.ndarray,
     *,
@@ -191,28 +236,45 @@ def _update_rows(
     sweeps: int,
     inner_tol: float,
     scale: np.ndarray | None,
+    stats: np.ndarray | None = None,
+    precise: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Update one chunk's maps from its matrix ``d``.
+    """Update one chunk's maps, a cache-sized block of rows at a time.
+
+    When ``stats`` (``(M, K)`` float64) is given, ``D_c^T C_c`` with the new rows is added to
+    it from the same blocks, so the chunk is read from memory once.
 
     Returns the new rows ``(n, K)`` and the ``(cy, cx, K + 1)`` output block whose extra
     channel holds the exact loss change at ``[0, 0, K]``.
     """
     cy, cx, k = c.shape
-    w = np.array(c.reshape(cy * cx, k), dtype=np.float32, order="C")
+    old = np.array(c.reshape(cy * cx, k), dtype=np.float32, order="C")
     if scale is not None:
-        w *= scale
-    p = d @ s
-    old = w.copy()
-    if solver == "hals":
-        hals_sweeps(w, p, g, sweeps, inner_tol)
-    elif solver == "mu":
-        w = mu_step(w, p, g)
-    else:
-        w = nnls_clip(p, g)
+        old *= scale
+    w = np.empty_like(old)
+    dloss = 0.0
+    for start, d in _row_blocks(block, cols, rows, s.shape[0]):
+        stop = start + d.shape[0]
+        p = d @ s
+        w[start:stop] = _solve_rows(old[start:stop], p, g, solver, sweeps, inner_tol)
+        dloss += loss_change(old[start:stop], w[start:stop], p, g)
+        if stats is not None:
+            if precise:
+                stats += d.astype(np.float64).T @ w[start:stop].astype(np.float64)
+            else:
+                stats += np.dot(d.T, w[start:stop])
     out = np.zeros((cy, cx, k + 1), dtype=np.float32)
     out[..., :k] = w.reshape(cy, cx, k)
-    out[0, 0, k] = loss_change(old, w, p, g)
+    out[0, 0, k] = dloss
     return w, out
+
+
+def _gram_stats(w: np.ndarray, out: np.ndarray) -> None:
+    """Fill ``out``'s last ``2K`` rows with ``C_c^T C_c`` and ``C_c^T (C_c * C_c)``."""
+    k = w.shape[1]
+    w64 = w.astype(np.float64)
+    out[-2 * k : -k] = w64.T @ w64
+    out[-k:] = w64.T @ (w64 * w64)
 
 
 def _partial_stats(d: np.ndarray, w: np.ndarray, precise: bool) -> np.ndarray:
@@ -224,14 +286,12 @@ def _partial_stats(d: np.ndarray, w: np.ndarray, precise: bool) -> np.ndarray:
         out[0, 0, :m] = d.astype(np.float64).T @ w.astype(np.float64)
     else:
         out[0, 0, :m] = np.dot(d.T, w.astype(np.float32))
-    w64 = w.astype(np.float64)
-    out[0, 0, m : m + k] = w64.T @ w64
-    out[0, 0, m + k : m + 2 * k] = w64.T @ (w64 * w64)
+    _gram_stats(w, out[0, 0])
     return out
 
 
 def _c_chunk(block: Any, c: np.ndarray, s: Any, cols: Any, rows: Any, **update: Any) -> np.ndarray:
-    _, out = _update_rows(_matrix(block, cols, rows), c, _one(s), **update)
+    _, out = _update_rows(block, cols, rows, c, _one(s), **update)
     return out
 
 
@@ -564,9 +624,14 @@ def _fused_chunk(
     block: Any, c: Any, s: Any, cols: Any, rows: Any, *, precise: bool, **update: Any
 ) -> tuple[np.ndarray, np.ndarray]:
     """Map update and the diffraction statistics of one chunk, from one read of it."""
-    d = _matrix(block, cols, rows)
-    w, maps = _update_rows(d, _one(c), _one(s), **update)
-    return maps, _partial_stats(d, w, precise)
+    s = _one(s)
+    m, k = s.shape
+    stats = np.zeros((1, 1, m + 2 * k, k), dtype=np.float64)
+    w, maps = _update_rows(
+        block, cols, rows, _one(c), s, stats=stats[0, 0, :m], precise=precise, **update
+    )
+    _gram_stats(w, stats[0, 0])
+    return maps, stats
 
 
 def _first(pair: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
