@@ -5,10 +5,12 @@ Public entry points (see ``DESIGN.md``): :func:`open_4dstem`, :func:`save_4dstem
 """
 
 from ._version import __version__
+from .classify import classify
 from .data import open_4dstem, save_4dstem
 from .errors import InputError, OutputExistsError, StemNMFError, StemNMFWarning
 from .evaluate import match_to_truth
 from .nmf import ConstrainedNMF, decompose, pca
+from .similarity import rotational_similarity
 from .simulate import simulate_scan
 
 __all__ = [
@@ -18,10 +20,12 @@ __all__ = [
     "StemNMFError",
     "StemNMFWarning",
     "__version__",
+    "classify",
     "decompose",
     "match_to_truth",
     "open_4dstem",
     "pca",
+    "rotational_similarity",
     "save_4dstem",
     "simulate_scan",
 ]

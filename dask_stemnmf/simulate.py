@@ -318,7 +318,8 @@ def simulate_scan(
     ``true_patterns (source, k_y, k_x)`` each summing to 1, ``true_class (source)`` (-1 for
     the direct beam, source 0, and the amorphous matrix, source 1; the phase index for each
     precipitate), precipitate ``true_centre_y``/``true_centre_x`` (nm), ``true_radius`` (nm),
-    ``true_rotation`` (degrees; NaN for the non-precipitate sources) and ``true_thickness``
+    ``true_rotation`` (degrees from ``+k_x`` toward ``+k_y``; NaN for the non-precipitate
+    sources) and ``true_thickness``
     (relative, ``(scan_y, scan_x)``).
 
     Parameters
@@ -453,7 +454,8 @@ def _build(st: _Settings, chunk_shape: tuple[int, int]) -> xr.Dataset:
     for i in range(st.precipitates):
         g, intensity = spots[phase_of[i]]
         theta = math.radians(rotation[i])
-        rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+        # (y, x) rows: counter-clockwise from +k_x toward +k_y, the polar transform's sense
+        rot = np.array([[math.cos(theta), math.sin(theta)], [-math.sin(theta), math.cos(theta)]])
         gy, gx = (g @ rot.T).T / dk
         image = np.zeros((qy, qx))
         for y, x, w in zip(gy, gx, intensity, strict=True):

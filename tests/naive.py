@@ -52,16 +52,17 @@ def dct_power_beyond(image: np.ndarray, step_nm: float, cutoff: float) -> float:
 
 
 def rotate(image: np.ndarray, cy: float, cx: float, angle_deg: float) -> np.ndarray:
-    """Rotate ``image`` about ``(cy, cx)`` by ``angle_deg`` (the simulator's sense), bilinear."""
+    """Rotate ``image`` about ``(cy, cx)`` by ``angle_deg`` counter-clockwise (from +x toward
+    +y, the simulator's and the polar transform's sense), with cubic interpolation."""
     from scipy.ndimage import map_coordinates
 
     t = np.deg2rad(angle_deg)
     yy, xx = np.indices(image.shape, dtype=float)
     dy, dx = yy - cy, xx - cx
-    # the simulator maps (y, x) -> (cos y - sin x, sin y + cos x); read through the inverse
-    sy = cy + np.cos(t) * dy + np.sin(t) * dx
-    sx = cx - np.sin(t) * dy + np.cos(t) * dx
-    return map_coordinates(image, [sy, sx], order=1, mode="constant")
+    # the value at (y, x) comes from the point turned back by -angle
+    sy = cy - np.sin(t) * dx + np.cos(t) * dy
+    sx = cx + np.cos(t) * dx + np.sin(t) * dy
+    return map_coordinates(image, [sy, sx], order=3, mode="constant")
 
 
 def hals_nmf(

@@ -511,33 +511,49 @@ def test_bad_values_under_the_detector_mask_are_allowed(scan):
     assert r["diffractions"].values[:, 3, 4].max() == 0
 
 
-def test_ground_truth_recovery_constrained_primitive_and_pca():
-    """At 5,000 e/pattern: every precipitate is recovered by constrained NMF (both
-    constraints, default mask) at least as well as by primitive NMF (to a small tolerance,
-    better on average), precipitates 2.5 nm and more across are found, and PCA is far
-    worse. The two below 1.6 nm scatter a few thousand electrons over the whole scan and are
-    found by no method (README, detection limit)."""
+def recovery(seed):
+    """Per-precipitate ``(diffraction, map)`` cosines of constrained NMF, primitive NMF, PCA."""
     ds = simulate_scan(
-        scan=(48, 48), detector=(48, 48), precipitates=6, phases=2, seed=7, chunks=(24, 48)
+        scan=(48, 48), detector=(48, 48), precipitates=6, phases=2, seed=seed, chunks=(24, 48)
     ).persist()
     k = ds.sizes["source"]
     kw = {"max_iter": 300, "tol": 1e-5}
     constrained = decompose(ds, k, map_resolution_nm="probe", **kw)
     primitive = decompose(ds, k, diffraction_continuity=False, **kw)
     used = constrained["fit_mask"].values
-    scores = {
-        name: match_to_truth(result, ds, pixels=used).isel(source=slice(2, None))
-        for name, result in [("c", constrained), ("p", primitive), ("pca", pca(ds, k))]
-    }
-    c, p, by_pca = scores["c"], scores["p"], scores["pca"]
-    for var in ("diffraction_cosine", "map_cosine"):
-        assert (c[var] >= p[var] - 0.03).all(), (var, c[var].values, p[var].values)
-        assert float(c[var].mean()) > float(p[var].mean())
-    assert float(c["map_cosine"].mean()) > float(p["map_cosine"].mean()) + 0.05
-    large = ds["true_radius"].values[2:] >= 1.25
-    assert large.sum() >= 3
-    assert (c["diffraction_cosine"].values[large] > 0.85).all()
-    assert (c["map_cosine"].values[large] > 0.9).all()
-    visible = ds["true_radius"].values[2:] >= 0.95
-    for var in ("diffraction_cosine", "map_cosine"):
-        assert (by_pca[var].values[visible] < c[var].values[visible] - 0.3).all()
+    out = {}
+    for name, result in [("c", constrained), ("p", primitive), ("pca", pca(ds, k))]:
+        m = match_to_truth(result, ds, pixels=used).isel(source=slice(2, None))
+        out[name] = np.stack([m["diffraction_cosine"].values, m["map_cosine"].values])
+    out["radius"] = ds["true_radius"].values[2:]
+    return out
+
+
+def check_recovery(seeds):
+    """Constrained NMF recovers the precipitates at least as well as primitive NMF (to 0.05
+    cosine on at least 80 % of them, better on average: the rest are local minima that go
+    either way) and far better than PCA (better on at least 80 % of those about 2 nm across
+    or more, by 0.3 on average); at least 3 in 4 of those 2.5 nm and more across are found."""
+    runs = [recovery(seed) for seed in seeds]
+    c = np.concatenate([r["c"] for r in runs], axis=1)
+    p = np.concatenate([r["p"] for r in runs], axis=1)
+    by_pca = np.concatenate([r["pca"] for r in runs], axis=1)
+    radius = np.concatenate([r["radius"] for r in runs])
+    for row, name in enumerate(("diffraction", "map")):
+        assert np.mean(c[row] >= p[row] - 0.05) >= 0.8, (name, c[row], p[row])
+        assert c[row].mean() > p[row].mean() + (0.01 if row == 0 else 0.05), name
+        visible = radius >= 0.95
+        assert (by_pca[row][visible] < c[row][visible]).mean() >= 0.8, name
+        assert c[row][visible].mean() > by_pca[row][visible].mean() + 0.3, name
+    large = radius >= 1.25
+    found = (c[0][large] > 0.85) & (c[1][large] > 0.8)
+    assert found.mean() >= 0.75, (c[:, large], radius[large])
+
+
+def test_ground_truth_recovery_constrained_primitive_and_pca():
+    check_recovery([1, 2, 3])
+
+
+@pytest.mark.slow
+def test_ground_truth_recovery_on_eight_scans():
+    check_recovery(range(1, 9))

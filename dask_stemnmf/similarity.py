@@ -1,0 +1,216 @@
+"""Rotation-invariant similarity of diffraction patterns (``DESIGN.md`` section 5).
+
+Each pattern is resampled on a polar grid about the direct beam, normalised (zero mean, unit
+norm over ``(r, theta)``), and compared with every other by the maximum over azimuthal shifts
+of the cross-correlation; the maximising shift is the rotation from one to the other. The
+``P x P`` matrix is tiled: square blocks of the upper triangle are computed by separate tasks
+and the lower triangle mirrors them, so memory per task is bounded by the block size.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+
+from ._kernels.masks import find_bright_field_disc
+from ._kernels.polar import azimuthal_correlation_max, normalise_polar, polar_grid, polar_transform
+from .errors import InputError
+
+__all__ = ["polar_patterns", "polar_spectra", "rotational_similarity"]
+
+Scaling = Literal["none", "sqrt", "log"]
+
+
+def _as_stack(patterns: Any) -> np.ndarray:
+    values = patterns.values if isinstance(patterns, xr.DataArray) else patterns
+    stack = np.asarray(values, dtype=np.float64)
+    if stack.ndim != 3 or min(stack.shape) < 1:
+        raise InputError(
+            f"patterns must be a (P, k_y, k_x) stack, got shape {stack.shape}; "
+            "pass result.diffractions or an array of 2-D patterns"
+        )
+    if not np.isfinite(stack).all():
+        raise InputError("patterns hold NaN or Inf values; replace or mask them first")
+    return stack
+
+
+def _centres(stack: np.ndarray, centre: Any) -> np.ndarray:
+    if isinstance(centre, str) and centre == "auto":
+        mean = np.maximum(stack, 0).mean(axis=0)
+        if not mean.max() > 0:
+            raise InputError("the patterns are all zero: pass centre=(y, x) explicitly")
+        cy, cx, _ = find_bright_field_disc(mean)
+        return np.array([[cy, cx]])
+    if isinstance(centre, str) and centre == "each":
+        out = np.empty((stack.shape[0], 2))
+        for i, pattern in enumerate(np.maximum(stack, 0)):
+            cy, cx, _ = find_bright_field_disc(pattern) if pattern.max() > 0 else (0.0, 0.0, 0.0)
+            out[i] = cy, cx
+        return out
+    arr = np.asarray(centre, dtype=np.float64)
+    if arr.shape not in ((2,), (stack.shape[0], 2)):
+        raise InputError(f"centre must be 'auto', 'each', (y, x) or (P, 2); got shape {arr.shape}")
+    return arr.reshape(-1, 2)
+
+
+def polar_patterns(
+    patterns: Any,
+    *,
+    centre: Any = "auto",
+    n_radii: int | None = None,
+    n_angles: int = 360,
+    r_range: tuple[float, float] | None = None,
+    central_mask_px: float | None = None,
+    scaling: Scaling = "sqrt",
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Scaled patterns resampled on a polar grid about the direct beam.
+
+    Parameters
+    ----------
+    patterns
+        ``(P, k_y, k_x)`` patterns (numpy, or an xarray DataArray such as
+        ``result.diffractions``).
+    centre
+        ``"auto"`` (the direct beam of the mean pattern, sub-pixel), ``"each"`` (each
+        pattern's own), ``(y, x)`` or ``(P, 2)`` in pixels.
+    n_radii
+        Radii sampled (default one per pixel over ``r_range``).
+    n_angles
+        Angles sampled over 360 degrees (the angular bin is ``360 / n_angles`` degrees).
+    r_range
+        ``(r_min, r_max)`` in pixels; default from ``central_mask_px`` (or 0) to the largest
+        radius inside the detector from the centre.
+    central_mask_px
+        Radius of the central-beam mask in pixels: radii below it are not used.
+    scaling
+        ``"sqrt"`` (default), ``"log"`` (``log1p`` of the pattern over 1 % of its maximum) or
+        ``"none"``, applied before the transform so that weak reflections count.
+
+    Returns
+    -------
+    polar : numpy.ndarray
+        ``(P, R, n_angles)`` float64, not normalised.
+    grid : dict
+        ``radii_px`` ``(R,)``, ``angles_rad`` ``(T,)``, ``centres_px`` ``(1 or P, 2)``.
+    """
+    stack = _as_stack(patterns)
+    if n_angles < 2:
+        raise InputError(f"n_angles must be at least 2, got {n_angles}")
+    if scaling not in ("none", "sqrt", "log"):
+        raise InputError(f"scaling={scaling!r}; choose 'none', 'sqrt' or 'log'")
+    centres = _centres(stack, centre)
+    ny, nx = stack.shape[1:]
+    if r_range is None:
+        cy, cx = centres[:, 0].mean(), centres[:, 1].mean()
+        r_max = float(min(cy, cx, ny - 1 - cy, nx - 1 - cx))
+        r_range = (float(central_mask_px or 0.0), r_max)
+    r_min, r_max = (float(v) for v in r_range)
+    if not 0 <= r_min < r_max:
+        raise InputError(f"r_range {r_range} is empty; choose 0 <= r_min < r_max (pixels)")
+    n_r = int(n_radii) if n_radii is not None else max(2, int(np.ceil(r_max - r_min)) + 1)
+    radii, angles = polar_grid(n_r, n_angles, r_min, r_max)
+    x = np.maximum(stack, 0.0)
+    if scaling == "sqrt":
+        x = np.sqrt(x)
+    elif scaling == "log":
+        peak = x.max(axis=(1, 2), keepdims=True)
+        x = np.log1p(x / np.maximum(0.01 * peak, 1e-300))
+    polar = polar_transform(x, centres, radii, angles)
+    return polar, {"radii_px": radii, "angles_rad": angles, "centres_px": centres}
+
+
+def polar_spectra(patterns: Any, **kw: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    """Spectra along the azimuth of the normalised polar patterns.
+
+    Takes the options of :func:`polar_patterns`; returns ``(P, R, n_angles // 2 + 1)``
+    complex128 spectra and the grid.
+    """
+    polar, grid = polar_patterns(patterns, **kw)
+    return np.fft.rfft(normalise_polar(polar), axis=-1), grid
+
+
+def _tile(spec_a: np.ndarray, spec_b: np.ndarray, n_angles: int) -> np.ndarray:
+    rho, shift = azimuthal_correlation_max(spec_a, spec_b, n_angles)
+    return np.stack([rho, shift.astype(np.float64)])
+
+
+def _mirror(tile: np.ndarray, n_angles: int) -> np.ndarray:
+    rho, shift = tile
+    return np.stack([rho.T, np.mod(-shift.T, n_angles)])
+
+
+def _tiled(spectra: np.ndarray, n_angles: int, block: int) -> da.Array:
+    """``(2, P, P)``: similarity and shift (bins), upper-triangle tiles mirrored below."""
+    p = spectra.shape[0]
+    spec = da.from_array(spectra, chunks=(block, -1, -1), name=f"polar-spectra-{tokenize(spectra)}")
+    nb = len(spec.chunks[0])
+    name = f"similarity-tile-{tokenize(spec, n_angles)}"
+    graph: dict[Any, Any] = {}
+    for i in range(nb):
+        for j in range(nb):
+            if i <= j:
+                graph[(name, 0, i, j)] = (
+                    _tile, (spec.name, i, 0, 0), (spec.name, j, 0, 0), n_angles
+                )  # fmt: skip
+            else:
+                graph[(name, 0, i, j)] = (_mirror, (name, 0, j, i), n_angles)
+    hlg = HighLevelGraph.from_collections(name, graph, dependencies=[spec])
+    chunks = ((2,), spec.chunks[0], spec.chunks[0])
+    assert sum(chunks[1]) == p
+    return da.Array(hlg, name, chunks, dtype=np.float64)
+
+
+def rotational_similarity(
+    patterns: Any,
+    *,
+    centre: Any = "auto",
+    n_radii: int | None = None,
+    n_angles: int = 360,
+    r_range: tuple[float, float] | None = None,
+    central_mask_px: float | None = None,
+    scaling: Scaling = "sqrt",
+    block: int = 256,
+    lazy: bool = False,
+) -> tuple[Any, Any]:
+    """Rotation-invariant similarity of every pair of patterns, and the rotation between them.
+
+    ``rho_ij = max_tau sum_{r, theta} p_i(r, theta) p_j(r, theta + tau)`` over normalised
+    polar patterns (see :func:`polar_spectra` for the options), computed by an FFT along the
+    azimuth and one complex matrix product per frequency, tile by tile.
+
+    Parameters
+    ----------
+    patterns
+        ``(P, k_y, k_x)`` patterns, e.g. ``result.diffractions``.
+    block
+        Tile size ``B``: a task holds ``B x B x n_angles`` correlation values at most.
+    lazy
+        Return dask arrays (the tiled graph) instead of computing.
+
+    Returns
+    -------
+    rho : numpy.ndarray or dask.array.Array
+        ``(P, P)`` similarity in ``[-1, 1]``, symmetric, 1 on the diagonal for a
+        non-flat pattern.
+    angle_deg : numpy.ndarray or dask.array.Array
+        ``(P, P)`` the rotation in degrees, in ``[0, 360)``, that takes pattern ``i`` onto
+        pattern ``j`` (counter-clockwise from ``+k_x`` toward ``+k_y``), to one angular bin
+        (``360 / n_angles``).
+    """
+    if block < 1:
+        raise InputError(f"block must be a positive number of patterns, got {block}")
+    spectra, _ = polar_spectra(
+        patterns, centre=centre, n_radii=n_radii, n_angles=n_angles, r_range=r_range,
+        central_mask_px=central_mask_px, scaling=scaling,
+    )  # fmt: skip
+    both = _tiled(spectra, n_angles, block)
+    rho, angle = both[0], both[1] * (360.0 / n_angles)
+    if lazy:
+        return rho, angle
+    rho_np, angle_np = da.compute(rho, angle)
+    return rho_np, angle_np

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import dask
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from dask_stemnmf import InputError, rotational_similarity, simulate_scan
+from dask_stemnmf._kernels.polar import normalise_polar, polar_grid, polar_transform
+from dask_stemnmf.similarity import polar_spectra
+
+from . import naive
+
+
+def brute_force(polar):
+    """Every shift tried: rho_ij = max_tau sum p_i(r, theta) p_j(r, theta + tau)."""
+    p = normalise_polar(polar)
+    n, _, t = p.shape
+    rho = np.empty((n, n))
+    shift = np.empty((n, n), dtype=int)
+    for i in range(n):
+        for j in range(n):
+            scores = [np.sum(p[i] * np.roll(p[j], -tau, axis=1)) for tau in range(t)]
+            shift[i, j] = int(np.argmax(scores))
+            rho[i, j] = scores[shift[i, j]]
+    return rho, shift
+
+
+def test_polar_transform_samples_bilinearly():
+    rng = np.random.default_rng(0)
+    image = rng.random((1, 21, 23))
+    radii, angles = polar_grid(5, 16, 1.0, 8.0)
+    got = polar_transform(image, np.array([10.3, 11.6]), radii, angles)[0]
+    for a, r in enumerate(radii):
+        for t, th in enumerate(angles):
+            want = ndimage.map_coordinates(
+                image[0], [[10.3 + r * np.sin(th)], [11.6 + r * np.cos(th)]], order=1
+            )[0]
+            assert got[a, t] == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.parametrize("block", [2, 3, 256])
+def test_similarity_equals_the_brute_force_shift_search(block):
+    rng = np.random.default_rng(1)
+    patterns = rng.random((7, 24, 24)) ** 4
+    _, grid = polar_spectra(patterns, centre=(11.5, 11.7), n_angles=48, scaling="none")
+    polar = polar_transform(patterns, np.array([11.5, 11.7]), grid["radii_px"], grid["angles_rad"])
+    want_rho, want_shift = brute_force(polar)
+    rho, angle = rotational_similarity(
+        patterns, centre=(11.5, 11.7), n_angles=48, scaling="none", block=block
+    )
+    np.testing.assert_allclose(rho, want_rho, atol=1e-6)
+    np.testing.assert_allclose(rho, rho.T, atol=1e-12)
+    np.testing.assert_allclose(np.diag(rho), 1.0, atol=1e-9)
+    np.testing.assert_array_equal(np.round(angle / 7.5).astype(int) % 48, want_shift)
+
+
+@pytest.fixture(scope="module")
+def phases():
+    ds = simulate_scan(
+        scan=(8, 8), detector=(96, 96), precipitates=4, phases=3, seed=3, noise=False
+    )
+    return ds["true_patterns"].values.astype(float), ds.attrs["beam_centre_px"], ds
+
+
+@pytest.mark.parametrize("degrees", [0.0, 17.0, 90.0, 133.3, 241.0, 359.0])
+def test_a_rotated_pattern_matches_itself_and_its_angle_is_recovered(phases, degrees):
+    patterns, centre, _ = phases
+    crystal = patterns[2]
+    rotated = naive.rotate(crystal, centre[0], centre[1], degrees)
+    rho, angle = rotational_similarity(
+        np.stack([crystal, rotated]), centre=tuple(centre), central_mask_px=6, n_angles=360
+    )
+    assert rho[0, 1] > 0.99
+    error = (angle[0, 1] - degrees + 180) % 360 - 180
+    assert abs(error) <= 1.0, (angle[0, 1], degrees)
+    assert (angle[1, 0] + angle[0, 1]) % 360 == pytest.approx(0, abs=1e-9) or (
+        angle[1, 0] + angle[0, 1]
+    ) % 360 == pytest.approx(360)
+
+
+def test_different_phases_score_clearly_lower(phases):
+    patterns, centre, ds = phases
+    phase = ds["true_class"].values
+    crystals = [i for i in range(patterns.shape[0]) if phase[i] >= 0]
+    rho, _ = rotational_similarity(patterns[crystals], centre=tuple(centre), central_mask_px=6)
+    same = [rho[a, b] for a in range(len(crystals)) for b in range(a + 1, len(crystals))
+            if phase[crystals[a]] == phase[crystals[b]]]  # fmt: skip
+    other = [rho[a, b] for a in range(len(crystals)) for b in range(a + 1, len(crystals))
+             if phase[crystals[a]] != phase[crystals[b]]]  # fmt: skip
+    assert other, "the fixture needs precipitates of different phases"
+    assert max(other) < 0.8
+    if same:
+        assert min(same) > max(other) + 0.1
+
+
+def test_lazy_tiles_build_without_computing_and_bad_input_is_refused(raise_if_dask_computes):
+    rng = np.random.default_rng(2)
+    patterns = rng.random((5, 16, 16))
+    with dask.config.set(scheduler=raise_if_dask_computes):
+        rho, _ = rotational_similarity(patterns, centre=(8, 8), lazy=True, block=2)
+    assert rho.shape == (5, 5) and rho.numblocks == (3, 3)
+    np.testing.assert_allclose(rho.compute(), rotational_similarity(patterns, centre=(8, 8))[0])
+    with pytest.raises(InputError, match="stack"):
+        rotational_similarity(patterns[0])
+    with pytest.raises(InputError, match="NaN"):
+        rotational_similarity(np.full((2, 4, 4), np.nan))
+    with pytest.raises(InputError, match="r_range"):
+        rotational_similarity(patterns, centre=(8, 8), r_range=(5, 2))
