@@ -5,6 +5,7 @@ Public entry points (see ``DESIGN.md``): :func:`open_4dstem`, :func:`save_4dstem
 """
 
 from ._version import __version__
+from .centre import beam_centre
 from .classify import classify
 from .data import open_4dstem, save_4dstem
 from .errors import InputError, OutputExistsError, StemNMFError, StemNMFWarning
@@ -20,6 +21,7 @@ __all__ = [
     "StemNMFError",
     "StemNMFWarning",
     "__version__",
+    "beam_centre",
     "classify",
     "decompose",
     "match_to_truth",

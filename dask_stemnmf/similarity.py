@@ -26,36 +26,102 @@ __all__ = ["polar_patterns", "polar_spectra", "rotational_similarity"]
 Scaling = Literal["none", "sqrt", "log"]
 
 
-def _as_stack(patterns: Any) -> np.ndarray:
-    values = patterns.values if isinstance(patterns, xr.DataArray) else patterns
-    stack = np.asarray(values, dtype=np.float64)
+def _as_stack(patterns: Any) -> da.Array | np.ndarray:
+    """Return the patterns as a ``(P, k_y, k_x)`` numpy or dask array (not read)."""
+    values = patterns.data if isinstance(patterns, xr.DataArray) else patterns
+    stack = values if isinstance(values, da.Array) else np.asarray(values, dtype=np.float64)
     if stack.ndim != 3 or min(stack.shape) < 1:
         raise InputError(
             f"patterns must be a (P, k_y, k_x) stack, got shape {stack.shape}; "
             "pass result.diffractions or an array of 2-D patterns"
         )
-    if not np.isfinite(stack).all():
-        raise InputError("patterns hold NaN or Inf values; replace or mask them first")
     return stack
 
 
-def _centres(stack: np.ndarray, centre: Any) -> np.ndarray:
-    if isinstance(centre, str) and centre == "auto":
-        mean = np.maximum(stack, 0).mean(axis=0)
-        if not mean.max() > 0:
-            raise InputError("the patterns are all zero: pass centre=(y, x) explicitly")
-        cy, cx, _ = find_bright_field_disc(mean)
-        return np.array([[cy, cx]])
-    if isinstance(centre, str) and centre == "each":
-        out = np.empty((stack.shape[0], 2))
-        for i, pattern in enumerate(np.maximum(stack, 0)):
-            cy, cx, _ = find_bright_field_disc(pattern) if pattern.max() > 0 else (0.0, 0.0, 0.0)
-            out[i] = cy, cx
-        return out
+def _check_finite(block: np.ndarray) -> np.ndarray:
+    x = np.asarray(block, dtype=np.float64)
+    if not np.isfinite(x).all():
+        raise InputError("patterns hold NaN or Inf values; replace or mask them first")
+    return x
+
+
+def _mean_centre(stack: da.Array | np.ndarray) -> np.ndarray:
+    """Direct beam of the mean pattern (reads a lazy stack once)."""
+    mean = np.maximum(stack, 0).mean(axis=0)
+    mean = np.asarray(mean.compute() if isinstance(mean, da.Array) else mean)
+    if not np.isfinite(mean).all():
+        raise InputError("patterns hold NaN or Inf values; replace or mask them first")
+    if not mean.max() > 0:
+        raise InputError("the patterns are all zero: pass centre=(y, x) explicitly")
+    cy, cx, _ = find_bright_field_disc(mean)
+    return np.array([[cy, cx]])
+
+
+def _each_centre(block: np.ndarray) -> np.ndarray:
+    out = np.zeros((block.shape[0], 2))
+    for i, pattern in enumerate(np.maximum(block, 0)):
+        if pattern.max() > 0:
+            out[i] = find_bright_field_disc(pattern)[:2]
+    return out
+
+
+def _centre_arg(stack: da.Array | np.ndarray, centre: Any) -> tuple[np.ndarray, bool]:
+    """``(centres, each)``: a ``(1 or P, 2)`` array, and whether each pattern finds its own."""
+    if isinstance(centre, str) and centre in ("auto", "each"):
+        return _mean_centre(stack), centre == "each"
     arr = np.asarray(centre, dtype=np.float64)
     if arr.shape not in ((2,), (stack.shape[0], 2)):
         raise InputError(f"centre must be 'auto', 'each', (y, x) or (P, 2); got shape {arr.shape}")
-    return arr.reshape(-1, 2)
+    return arr.reshape(-1, 2), False
+
+
+def _grid(
+    shape: tuple[int, int],
+    centres: np.ndarray,
+    n_radii: int | None,
+    n_angles: int,
+    r_range: tuple[float, float] | None,
+    central_mask_px: float | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    if n_angles < 2:
+        raise InputError(f"n_angles must be at least 2, got {n_angles}")
+    ny, nx = shape
+    if r_range is None:
+        cy, cx = centres[:, 0].mean(), centres[:, 1].mean()
+        r_max = float(min(cy, cx, ny - 1 - cy, nx - 1 - cx))
+        r_range = (float(central_mask_px or 0.0), r_max)
+    r_min, r_max = (float(v) for v in r_range)
+    if not 0 <= r_min < r_max:
+        raise InputError(f"r_range {r_range} is empty; choose 0 <= r_min < r_max (pixels)")
+    n_r = int(n_radii) if n_radii is not None else max(2, int(np.ceil(r_max - r_min)) + 1)
+    return polar_grid(n_r, n_angles, r_min, r_max)
+
+
+def _scaled_polar(
+    block: np.ndarray,
+    centres: np.ndarray,
+    each: bool,
+    radii: np.ndarray,
+    angles: np.ndarray,
+    scaling: str,
+) -> np.ndarray:
+    """``(b, k_y, k_x)`` patterns -> ``(b, R, T)`` scaled polar patterns."""
+    x = np.maximum(_check_finite(block), 0.0)
+    if each:
+        centres = _each_centre(x)
+    if scaling == "sqrt":
+        x = np.sqrt(x)
+    elif scaling == "log":
+        peak = x.max(axis=(1, 2), keepdims=True)
+        x = np.log1p(x / np.maximum(0.01 * peak, 1e-300))
+    return polar_transform(x, centres, radii, angles)
+
+
+def _spectra_block(block: np.ndarray, centres: np.ndarray, *args: Any) -> np.ndarray:
+    """One block of patterns -> spectra along the azimuth of its normalised polar patterns."""
+    if centres.shape[0] > 1:
+        centres = centres[: block.shape[0]]
+    return np.fft.rfft(normalise_polar(_scaled_polar(block, centres, *args)), axis=-1)
 
 
 def polar_patterns(
@@ -98,29 +164,15 @@ def polar_patterns(
     grid : dict
         ``radii_px`` ``(R,)``, ``angles_rad`` ``(T,)``, ``centres_px`` ``(1 or P, 2)``.
     """
-    stack = _as_stack(patterns)
-    if n_angles < 2:
-        raise InputError(f"n_angles must be at least 2, got {n_angles}")
+    stack = np.asarray(_as_stack(patterns), dtype=np.float64)
+    _check_finite(stack)
     if scaling not in ("none", "sqrt", "log"):
         raise InputError(f"scaling={scaling!r}; choose 'none', 'sqrt' or 'log'")
-    centres = _centres(stack, centre)
-    ny, nx = stack.shape[1:]
-    if r_range is None:
-        cy, cx = centres[:, 0].mean(), centres[:, 1].mean()
-        r_max = float(min(cy, cx, ny - 1 - cy, nx - 1 - cx))
-        r_range = (float(central_mask_px or 0.0), r_max)
-    r_min, r_max = (float(v) for v in r_range)
-    if not 0 <= r_min < r_max:
-        raise InputError(f"r_range {r_range} is empty; choose 0 <= r_min < r_max (pixels)")
-    n_r = int(n_radii) if n_radii is not None else max(2, int(np.ceil(r_max - r_min)) + 1)
-    radii, angles = polar_grid(n_r, n_angles, r_min, r_max)
-    x = np.maximum(stack, 0.0)
-    if scaling == "sqrt":
-        x = np.sqrt(x)
-    elif scaling == "log":
-        peak = x.max(axis=(1, 2), keepdims=True)
-        x = np.log1p(x / np.maximum(0.01 * peak, 1e-300))
-    polar = polar_transform(x, centres, radii, angles)
+    centres, each = _centre_arg(stack, centre)
+    radii, angles = _grid(stack.shape[1:], centres, n_radii, n_angles, r_range, central_mask_px)
+    if each:
+        centres = _each_centre(np.maximum(stack, 0))
+    polar = _scaled_polar(stack, centres, False, radii, angles, scaling)
     return polar, {"radii_px": radii, "angles_rad": angles, "centres_px": centres}
 
 
@@ -144,10 +196,8 @@ def _mirror(tile: np.ndarray, n_angles: int) -> np.ndarray:
     return np.stack([rho.T, np.mod(-shift.T, n_angles)])
 
 
-def _tiled(spectra: np.ndarray, n_angles: int, block: int) -> da.Array:
+def _tiled(spec: da.Array, n_angles: int) -> da.Array:
     """``(2, P, P)``: similarity and shift (bins), upper-triangle tiles mirrored below."""
-    p = spectra.shape[0]
-    spec = da.from_array(spectra, chunks=(block, -1, -1), name=f"polar-spectra-{tokenize(spectra)}")
     nb = len(spec.chunks[0])
     name = f"similarity-tile-{tokenize(spec, n_angles)}"
     graph: dict[Any, Any] = {}
@@ -160,9 +210,7 @@ def _tiled(spectra: np.ndarray, n_angles: int, block: int) -> da.Array:
             else:
                 graph[(name, 0, i, j)] = (_mirror, (name, 0, j, i), n_angles)
     hlg = HighLevelGraph.from_collections(name, graph, dependencies=[spec])
-    chunks = ((2,), spec.chunks[0], spec.chunks[0])
-    assert sum(chunks[1]) == p
-    return da.Array(hlg, name, chunks, dtype=np.float64)
+    return da.Array(hlg, name, ((2,), spec.chunks[0], spec.chunks[0]), dtype=np.float64)
 
 
 def rotational_similarity(
@@ -190,7 +238,10 @@ def rotational_similarity(
     block
         Tile size ``B``: a task holds ``B x B x n_angles`` correlation values at most.
     lazy
-        Return dask arrays (the tiled graph) instead of computing.
+        Return dask arrays (the tiled graph) instead of computing. ``patterns`` may be a dask
+        array (e.g. thousands of patterns from a scan): they are transformed block by block
+        in the graph; ``centre="auto"`` or ``"each"`` then reads them once first, to find
+        the direct beam of their mean (pass ``centre=(y, x)`` to build without reading).
 
     Returns
     -------
@@ -204,11 +255,27 @@ def rotational_similarity(
     """
     if block < 1:
         raise InputError(f"block must be a positive number of patterns, got {block}")
-    spectra, _ = polar_spectra(
-        patterns, centre=centre, n_radii=n_radii, n_angles=n_angles, r_range=r_range,
-        central_mask_px=central_mask_px, scaling=scaling,
+    if scaling not in ("none", "sqrt", "log"):
+        raise InputError(f"scaling={scaling!r}; choose 'none', 'sqrt' or 'log'")
+    stack = _as_stack(patterns)
+    if not isinstance(stack, da.Array):
+        stack = da.from_array(stack, chunks=(block, -1, -1), name=f"patterns-{tokenize(stack)}")
+    stack = stack.rechunk((block, -1, -1))
+    centres, each = _centre_arg(stack, centre)
+    radii, angles = _grid(stack.shape[1:], centres, n_radii, n_angles, r_range, central_mask_px)
+    if centres.shape[0] > 1:  # one centre per pattern: split them like the patterns
+        centre_arg: Any = da.from_array(centres, chunks=(stack.chunks[0], 2))
+        centre_ind: Any = "pc"
+    else:
+        centre_arg, centre_ind = centres, None
+    token = tokenize(stack, centres, each, radii, angles, scaling)
+    spec = da.blockwise(
+        _spectra_block, "prf", stack, "pyx", centre_arg, centre_ind, each, None,
+        radii, None, angles, None, scaling, None,
+        new_axes={"r": radii.size, "f": n_angles // 2 + 1}, concatenate=True,
+        dtype=np.complex128, name=f"polar-spectra-{token}",
     )  # fmt: skip
-    both = _tiled(spectra, n_angles, block)
+    both = _tiled(spec, n_angles)
     rho, angle = both[0], both[1] * (360.0 / n_angles)
     if lazy:
         return rho, angle

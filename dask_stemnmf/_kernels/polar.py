@@ -143,20 +143,23 @@ def azimuthal_correlation_max(
     shift : numpy.ndarray
         ``(P, Q)`` int64 maximising shifts ``tau`` in angle bins, in ``[0, T)``.
     """
+    from scipy import fft
+
     p = spec_a.shape[0]
     q = spec_b.shape[0]
     rho = np.empty((p, q), dtype=np.float64)
     shift = np.empty((p, q), dtype=np.int64)
     # (F, R, Q): one contiguous (R, Q) matrix per frequency
-    b = np.ascontiguousarray(np.moveaxis(spec_b, 0, -1).transpose(1, 0, 2))
+    b = np.ascontiguousarray(spec_b.transpose(2, 1, 0))
     for start in range(0, p, rows_per_step):
         stop = min(p, start + rows_per_step)
         a = np.ascontiguousarray(np.conj(spec_a[start:stop]).transpose(2, 0, 1))  # (F, P', R)
         cross = np.matmul(a, b)  # (F, P', Q)
-        corr = np.fft.irfft(cross, n=n_angles, axis=0)  # (T, P', Q)
-        best = np.argmax(corr, axis=0)
+        # the inverse transform and the maximum run along contiguous memory
+        corr = fft.irfft(np.ascontiguousarray(cross.transpose(1, 2, 0)), n=n_angles, axis=-1)
+        best = np.argmax(corr, axis=-1)
         shift[start:stop] = best
-        rho[start:stop] = np.take_along_axis(corr, best[None], axis=0)[0]
+        rho[start:stop] = np.take_along_axis(corr, best[..., None], axis=-1)[..., 0]
     return rho, shift
 
 
