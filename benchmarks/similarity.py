@@ -101,7 +101,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"    ratio ours / bound               {seconds / bound:.2f}")
         print(f"  brute-force shift loop (scaled), s {brute:.0f}")
         print(f"    ratio brute force / ours         {brute / seconds:.0f}")
-        print(f"  memory per tile task, MiB          {32 * args.block * t * 8 / 2**20:.1f}")
+        # per step of 32 rows: the complex products and their contiguous copy, the correlation
+        step = 32 * args.block
+        memory = 2 * f * step * 16 + step * t * 8 + 2 * args.block**2 * 8
+        print(f"  working memory per tile task, MiB  {memory / 2**20:.1f}")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,10 @@ def test_similarity_equals_the_brute_force_shift_search(block):
     np.testing.assert_allclose(rho, rho.T, atol=1e-12)
     np.testing.assert_allclose(np.diag(rho), 1.0, atol=1e-9)
     np.testing.assert_array_equal(np.round(angle / 7.5).astype(int) % 48, want_shift)
+    pair, _ = rotational_similarity(
+        patterns[:2], centre=(11.5, 11.7), n_angles=48, scaling="none", block=block
+    )
+    np.testing.assert_allclose(pair, want_rho[:2, :2], atol=1e-6)  # P = 2
 
 
 @pytest.fixture(scope="module")
