@@ -557,3 +557,22 @@ def test_ground_truth_recovery_constrained_primitive_and_pca():
 @pytest.mark.slow
 def test_ground_truth_recovery_on_eight_scans():
     check_recovery(range(1, 9))
+
+
+@pytest.mark.parametrize("constraints", [False, True])
+def test_a_run_resumed_from_a_checkpoint_ends_as_the_uninterrupted_run(scan, constraints):
+    kw = {"max_iter": 25, "tol": 0, "init": "random", "checkpoint_every": 10}
+    if constraints:
+        kw.update(map_resolution_nm="probe", diffraction_continuity=True, continuity_warm_start=5)
+    else:
+        kw.update(diffraction_continuity=False)
+    states = []
+    whole = ConstrainedNMF(4, checkpoint=states.append, **kw).fit(scan).result_
+    assert [s["iteration"] for s in states] == [10, 20]
+    state = dict(states[0], C=states[0]["C"].compute())
+    resumed = ConstrainedNMF(4, **kw).fit(scan, resume=state).result_
+    np.testing.assert_array_equal(resumed["loss"].values, whole["loss"].values)
+    np.testing.assert_array_equal(resumed["maps"].values, whole["maps"].values)
+    np.testing.assert_array_equal(resumed["diffractions"].values, whole["diffractions"].values)
+    with pytest.raises(InputError, match="checkpoint does not fit"):
+        ConstrainedNMF(5, **kw).fit(scan, resume=state)

@@ -113,6 +113,12 @@ class ConstrainedNMF:
         from storage every pass), ``True`` (as float32) or ``False`` (always stream).
     callback
         Called after every iteration with ``(iteration, relative_loss)``.
+    checkpoint, checkpoint_every
+        Called every ``checkpoint_every`` iterations (least-squares loss) with the state a
+        run can resume from: ``iteration``, ``C`` (lazy ``(scan_y, scan_x, K)`` maps),
+        ``S``, ``scale``, ``losses``, ``loss``, ``fraction``, ``n_dips``. Pass it back to
+        :meth:`fit` as ``resume`` (with ``C`` as an array) to continue that run: the
+        result equals the uninterrupted run's.
 
     Attributes
     ----------
@@ -147,6 +153,8 @@ class ConstrainedNMF:
         loss: Literal["ls", "kl"] = "ls",
         persist: bool | Literal["auto"] = "auto",
         callback: Callable[[int, float], None] | None = None,
+        checkpoint: Callable[[dict[str, Any]], None] | None = None,
+        checkpoint_every: int = 10,
     ) -> None:
         self.n_components = n_components
         self.solver = solver
@@ -176,6 +184,9 @@ class ConstrainedNMF:
         self._row_np: np.ndarray | None = None
         self.persist = persist
         self.callback = callback
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self._resume: dict[str, Any] | None = None
 
     # -- checks ---------------------------------------------------------------------------
     def _check_params(self, n: int, m: int) -> None:
@@ -302,13 +313,16 @@ class ConstrainedNMF:
         return None
 
     # -- the fit ----------------------------------------------------------------------------
-    def fit(self, ds: xr.Dataset) -> ConstrainedNMF:
+    def fit(self, ds: xr.Dataset, resume: dict[str, Any] | None = None) -> ConstrainedNMF:
         """Fit the factorisation to a scan.
 
         Parameters
         ----------
         ds
             A scan following the data model (see :func:`dask_stemnmf.open_4dstem`).
+        resume
+            A state given to ``checkpoint`` by an earlier run of the same model on the
+            same scan: the fit continues from it.
 
         Returns
         -------
@@ -368,7 +382,22 @@ class ConstrainedNMF:
             return (filled if col is None else filled / col[:, None]), n
 
         t_init = time.perf_counter()
-        C, S = self._initial(data, k, float(pixel_sum[idx].sum()) / (ny * nx * m))
+        self._resume = resume
+        if resume is not None:
+            if self.loss == "kl":
+                raise InputError("resume needs loss='ls'; KL fits are not checkpointed")
+            C = da.asarray(np.asarray(resume["C"], dtype=np.float32)).rechunk(
+                (data.chunks[0], data.chunks[1], k)
+            )
+            S = np.asarray(resume["S"], dtype=np.float64)
+            if C.shape != (ny, nx, k) or S.shape != (m, k):
+                raise InputError(
+                    "the checkpoint does not fit this scan and model (shapes differ); "
+                    "start afresh"
+                )
+            C = C.persist()
+        else:
+            C, S = self._initial(data, k, float(pixel_sum[idx].sum()) / (ny * nx * m))
         t_loop = time.perf_counter()
         if self.loss == "kl":
             total = float(pixel_sum[idx].sum())
@@ -453,7 +482,15 @@ class ConstrainedNMF:
         losses: list[float] = []
         fraction, converged, n_dips, loss = 1.0, False, 0, float("nan")
         q = h = t = np.zeros(0)
-        for it in range(self.max_iter):
+        first = 0
+        if self._resume is not None:
+            state = self._resume
+            S = np.asarray(state["S"], dtype=np.float64)
+            scale = np.asarray(state["scale"], dtype=np.float64)
+            losses = [float(v) for v in state["losses"]]
+            loss, fraction = float(state["loss"]), float(state["fraction"])
+            n_dips, first = int(state["n_dips"]), int(state["iteration"])
+        for it in range(first, self.max_iter):
             if self._keep is None:
                 C, dloss, stats = fused_update(
                     data, C, S, solver=self.solver, sweeps=self.inner_sweeps,
@@ -498,6 +535,13 @@ class ConstrainedNMF:
                 if lowest <= decrease / max(losses[-2], 1e-300) <= self.tol:
                     converged = True
                     break
+            due = (it + 1) % max(self.checkpoint_every, 1) == 0 and it + 1 < self.max_iter
+            if self.checkpoint is not None and due:
+                self.checkpoint({
+                    "iteration": it + 1, "C": C, "S": S.copy(), "scale": scale.copy(),
+                    "losses": list(losses), "loss": loss, "fraction": fraction,
+                    "n_dips": n_dips,
+                })  # fmt: skip
         if self.diffraction_continuity and losses:
             # a last full fill, then maps fitted to the final diffractions: the result meets
             # the constraint exactly
