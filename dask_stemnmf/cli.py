@@ -135,11 +135,42 @@ def _parser() -> argparse.ArgumentParser:
     _scheduler_arg(p, "threads")
     p.set_defaults(func=_cmd_convert)
 
-    p = sub.add_parser("demo", help="simulate a small scan and run the pipeline on it")
+    p = sub.add_parser("run", help="decompose and classify a scan into one result store")
+    p.add_argument("input", metavar="SCAN.zarr", nargs="?", default=None)
+    p.add_argument("-o", "--output", metavar="RESULT.zarr", default=None)
+    p.add_argument("-k", "--components", type=int, default=None, help="NMF components")
+    p.add_argument("--config", metavar="JOB.yaml", default=None, help="job configuration")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--cluster", metavar="CLUSTER.yaml", default=None, help="cluster file")
+    where.add_argument(
+        "--scheduler", metavar="SPEC", default=None,
+        help=f"{' | '.join(SCHEDULER_CHOICES)} | tcp://HOST:PORT (default: the config's, local)",
+    )  # fmt: skip
+    p.add_argument("--workers", type=int, default=None, help="worker processes of 'local'")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--force", action="store_true", help="redo or replace an existing result")
+    p.add_argument("--max-iter", type=int, default=None)
+    p.add_argument("--map-resolution", default=None, help="nm, 'probe' or 'none'")
+    p.add_argument("--no-continuity", action="store_true", help="no diffraction continuity")
+    p.add_argument("--compare", action="store_true", help="also PCA and primitive NMF")
+    p.add_argument("--chunks", type=_pair, default=None, help="scan chunks, NxM")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="iterations")
+    p.add_argument("--n-classes", type=int, default=None)
+    p.add_argument("--distance-threshold", type=float, default=None)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("report", help="figures and an HTML page from a result store")
+    p.add_argument("result", metavar="RESULT.zarr")
+    p.add_argument("-o", "--output", metavar="FOLDER", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("demo", help="simulate a small scan and run the whole pipeline on it")
     p.add_argument(
         "--out", type=Path, default=Path("stemnmf-demo"), help="folder (default ./stemnmf-demo)"
     )
     _simulate_args(p, "64x64", "64x64", 8)
+    p.add_argument("-k", "--components", type=int, default=12, help="NMF components")
     _scheduler_arg(p, "local")
     p.set_defaults(func=_cmd_demo)
     return parser
@@ -216,19 +247,110 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    resolution: Any = args.map_resolution
+    if resolution is not None and resolution not in ("probe", "none"):
+        try:
+            resolution = float(resolution)
+        except ValueError:
+            raise InputError(
+                f"--map-resolution {resolution!r}: give nm, 'probe' or 'none'"
+            ) from None
+    return {
+        "job.input": args.input,
+        "job.output": args.output,
+        "job.compare": True if args.compare else None,
+        "job.chunks": list(args.chunks) if args.chunks else None,
+        "job.checkpoint_every": args.checkpoint_every,
+        "nmf.n_components": args.components,
+        "nmf.max_iter": args.max_iter,
+        "nmf.map_resolution_nm": resolution,
+        "nmf.diffraction_continuity": False if args.no_continuity else None,
+        "classify.n_classes": args.n_classes,
+        "classify.distance_threshold": args.distance_threshold,
+    }
+
+
+def _where(args: argparse.Namespace, config: dict[str, Any]) -> Any:
+    from .cluster import cluster_from_file, scheduler
+
+    if args.cluster:
+        return cluster_from_file(args.cluster, log=sys.stderr)
+    spec = args.scheduler or config["job"]["cluster"]
+    if spec.endswith((".yaml", ".yml")):
+        return cluster_from_file(spec, log=sys.stderr)
+    return scheduler(spec, n_workers=args.workers, progress=False, log=sys.stderr)
+
+
+def _print_summary(outcome: Any) -> None:
+    s = outcome.summary
+    kinds = ", ".join(f"{v} {k}" for k, v in sorted(s.get("kinds", {}).items()))
+    print(
+        f"{outcome.status}: {outcome.output} - {s.get('components')} components ({kinds}), "
+        f"{s.get('classes')} crystalline classes, {s.get('precipitates')} precipitates, "
+        f"{s.get('iterations')} iterations, loss {s.get('final_loss', float('nan')):.4f}, "
+        f"{s.get('seconds')} s"
+    )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .config import load_config, resolve_config
+    from .pipeline import run_job
+
+    given = load_config(args.config) if args.config else None
+    if args.output:
+        out = Path(args.output)
+        if not out.parent.is_dir():
+            raise InputError(f"output directory {out.parent} does not exist; create it first")
+    config = resolve_config(given, _run_overrides(args))
+    if not config["job"]["input"] or not config["job"]["output"]:
+        raise InputError("give the scan and -o RESULT.zarr (or job.input and job.output)")
+    with _where(args, config) as where:
+        print(f"running on: {where}", file=sys.stderr)
+        outcome = run_job(config, force=args.force, resume=args.resume)
+    if outcome.status == "up to date":
+        print(
+            f"up to date: {outcome.output} was made with this configuration and input; "
+            "nothing to do (pass --force to redo)"
+        )
+        return 0
+    _print_summary(outcome)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .pipeline import open_result
+    from .report import write_report
+
+    page = write_report(open_result(args.result), args.output, overwrite=args.overwrite)
+    print(f"report: {page}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .cluster import scheduler
-    from .info import describe, format_description
+    from .config import resolve_config
+    from .pipeline import open_result, run_job
+    from .report import write_report
     from .simulate import simulate_scan
 
     args.out.mkdir(parents=True, exist_ok=True)
-    store = args.out / "scan.zarr"
+    store, result = args.out / "scan.zarr", args.out / "result.zarr"
     start = time.perf_counter()
-    with scheduler(args.scheduler, n_workers=args.workers) as where:
+    with scheduler(args.scheduler, n_workers=args.workers, progress=False) as where:
         print(f"simulating a {args.scan[0]} x {args.scan[1]} scan into {store} ({where})")
         simulate_scan(store, overwrite=True, **_simulate_kwargs(args))
-        info = describe(store)
-    print(format_description(info))
+        config = resolve_config(
+            {
+                "job": {"input": str(store), "output": str(result), "compare": True},
+                "nmf": {"n_components": args.components},
+            }
+        )
+        print("decomposing (constrained NMF, PCA and primitive NMF) and classifying")
+        outcome = run_job(config, force=True)
+    _print_summary(outcome)
+    page = write_report(open_result(result), args.out / "report", overwrite=True)
+    print(f"report: {page}")
     print(f"demo finished in {time.perf_counter() - start:.1f} s; output in {args.out}/")
     return 0
 

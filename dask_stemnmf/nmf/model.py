@@ -392,8 +392,7 @@ class ConstrainedNMF:
             S = np.asarray(resume["S"], dtype=np.float64)
             if C.shape != (ny, nx, k) or S.shape != (m, k):
                 raise InputError(
-                    "the checkpoint does not fit this scan and model (shapes differ); "
-                    "start afresh"
+                    "the checkpoint does not fit this scan and model (shapes differ); start afresh"
                 )
             C = C.persist()
         else:

@@ -1,0 +1,257 @@
+"""Figures (PNG) and one self-contained ``index.html`` from a result store (``stemnmf report``).
+
+Every link in the page is a file inside the report folder; nothing is fetched from elsewhere.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ._fsutil import atomic_output
+
+__all__ = ["write_report"]
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _grid(n: int, cols: int) -> tuple[int, int]:
+    cols = max(1, min(cols, n))
+    return -(-n // cols), cols
+
+
+def _extent(ds: xr.Dataset, dims: tuple[str, str]) -> list[float]:
+    y, x = (np.asarray(ds[d].values, dtype=float) for d in dims)
+    return [x[0], x[-1], y[-1], y[0]]
+
+
+def _components(ds: xr.Dataset, prefix: str, path: Path, title: str) -> None:
+    """Draw maps beside diffractions, one pair per component."""
+    plt = _plt()
+    maps = np.asarray(ds[f"{prefix}maps"].values, dtype=float)
+    dif = np.asarray(ds[f"{prefix}diffractions"].values, dtype=float)
+    k = maps.shape[0]
+    rows, cols = _grid(k, 4)
+    fig, axes = plt.subplots(rows, 2 * cols, figsize=(2.0 * 2 * cols, 2.1 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for j in range(k):
+        r, c = divmod(j, cols)
+        ax_m, ax_d = axes[r, 2 * c], axes[r, 2 * c + 1]
+        ax_m.imshow(maps[j], cmap="magma", extent=_extent(ds, ("scan_y", "scan_x")))
+        ax_m.set_title(f"{j}: map", fontsize=8)
+        shown = np.sqrt(np.maximum(dif[j], 0)) if prefix != "pca_" else dif[j]
+        ax_d.imshow(shown, cmap="viridis" if prefix != "pca_" else "RdBu_r")
+        ax_d.set_title(f"{j}: diffraction", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _map_ffts(ds: xr.Dataset, prefix: str, path: Path, cutoff: float, title: str) -> None:
+    """``|FFT|`` of each map with the resolution cutoff drawn (1/nm)."""
+    plt = _plt()
+    maps = np.asarray(ds[f"{prefix}maps"].values, dtype=float)
+    step = float(ds.attrs.get("scan_step_nm", 1.0))
+    k = maps.shape[0]
+    rows, cols = _grid(k, 6)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.1 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    ny, nx = maps.shape[1:]
+    qy, qx = np.fft.fftshift(np.fft.fftfreq(ny, step)), np.fft.fftshift(np.fft.fftfreq(nx, step))
+    for j in range(k):
+        ax = axes.ravel()[j]
+        power = np.abs(np.fft.fftshift(np.fft.fft2(maps[j] - maps[j].mean())))
+        ax.imshow(np.log1p(power), cmap="gray", extent=[qx[0], qx[-1], qy[-1], qy[0]])
+        if np.isfinite(cutoff):
+            t = np.linspace(0, 2 * np.pi, 200)
+            ax.plot(cutoff * np.cos(t), cutoff * np.sin(t), "r--", lw=0.8)
+        ax.set_title(str(j), fontsize=8)
+    fig.suptitle(title + " (1/nm; dashed: resolution cutoff)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _loss(ds: xr.Dataset, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    loss = np.asarray(ds["loss"].values, dtype=float)
+    ax.semilogy(np.arange(1, loss.size + 1), loss, "o-", ms=2)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("residual / ||D||^2")
+    ax.set_title("loss")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _dendrogram(ds: xr.Dataset, path: Path) -> None:
+    plt = _plt()
+    from scipy.cluster import hierarchy
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    link = np.asarray(ds["linkage"].values, dtype=float)
+    crystalline = np.flatnonzero(np.asarray(ds["class_label"].values) >= 0)
+    if link.shape[0] >= 1:
+        hierarchy.dendrogram(link, ax=ax, labels=[str(c) for c in crystalline])
+        cut = float(json.loads(ds.attrs.get("classify", "{}")).get("cut_distance", np.nan))
+        if np.isfinite(cut):
+            ax.axhline(cut, color="r", ls="--", lw=0.8, label=f"cut {cut:.2f}")
+            ax.legend()
+    else:
+        ax.text(0.5, 0.5, "fewer than two crystalline components", ha="center")
+    ax.set_ylabel("1 - rotational similarity")
+    ax.set_xlabel("component")
+    ax.set_title("hierarchical clustering")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _class_maps(ds: xr.Dataset, path: Path) -> None:
+    plt = _plt()
+    vdf = np.asarray(ds["virtual_dark_field"].values, dtype=float)
+    maps = np.asarray(ds["class_map"].values, dtype=float)
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    extent = _extent(ds, ("scan_y", "scan_x"))
+    ax.imshow(vdf, cmap="gray", extent=extent)
+    colours = plt.get_cmap("tab10")
+    for c, m in enumerate(maps):
+        rgba = np.zeros((*m.shape, 4))
+        rgba[..., :3] = colours(c % 10)[:3]
+        rgba[..., 3] = 0.75 * np.clip(m / max(m.max(), 1e-300), 0, 1)
+        ax.imshow(rgba, extent=extent)
+        ax.plot([], [], "s", color=colours(c % 10), label=f"class {c}")
+    ys, xs = ds["centroid_y_nm"].values, ds["centroid_x_nm"].values
+    ax.plot(xs, ys, "w+", ms=8)
+    if maps.shape[0]:
+        ax.legend(loc="upper right", fontsize=7)
+    ax.set_xlabel("x (nm)")
+    ax.set_ylabel("y (nm)")
+    ax.set_title("class maps over the virtual dark-field image (+: precipitates)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _class_patterns(ds: xr.Dataset, path: Path) -> None:
+    plt = _plt()
+    pats = np.asarray(ds["class_pattern"].values, dtype=float)
+    n = max(pats.shape[0], 1)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.8), squeeze=False)
+    for c in range(n):
+        ax = axes[0, c]
+        ax.set_axis_off()
+        if c < pats.shape[0]:
+            ax.imshow(np.sqrt(np.maximum(pats[c], 0)), cmap="viridis")
+            ax.set_title(f"class {c} ({int(ds['class_size'].values[c])} components)", fontsize=8)
+    fig.suptitle("rotation-aligned class diffractions")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _table(ds: xr.Dataset) -> str:
+    cols = [
+        ("id", None), ("class", "precipitate_class"), ("centre y (nm)", "centroid_y_nm"),
+        ("centre x (nm)", "centroid_x_nm"), ("area (nm²)", "area_nm2"),
+        ("rotation (deg)", "precipitate_rotation_deg"), ("component", "precipitate_component"),
+    ]  # fmt: skip
+    head = "".join(f"<th>{html.escape(name)}</th>" for name, _ in cols)
+    rows = []
+    for i in range(ds.sizes.get("precipitate", 0)):
+        cells = []
+        for _, var in cols:
+            value = i if var is None else ds[var].values[i]
+            text = f"{value:.2f}" if isinstance(value, float | np.floating) else str(value)
+            cells.append(f"<td>{text}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+_STYLE = """
+body { font-family: sans-serif; max-width: 1100px; margin: 1em auto; color: #222; }
+img { max-width: 100%; border: 1px solid #ddd; }
+table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 2px 8px; }
+figure { margin: 1.5em 0; } figcaption { color: #555; font-size: 0.9em; }
+"""
+
+
+def write_report(
+    result: xr.Dataset, out: str | os.PathLike[str], *, overwrite: bool = False
+) -> Path:
+    """Write the figures and ``index.html`` of a result store into a folder, atomically.
+
+    Parameters
+    ----------
+    result
+        A result store of ``stemnmf run`` (:func:`dask_stemnmf.pipeline.open_result`).
+    out
+        The report folder.
+    overwrite
+        Replace an existing folder.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out / "index.html"``.
+    """
+    ds = result.load()
+    nmf = json.loads(ds.attrs.get("nmf", "{}"))
+    cutoff = float(nmf.get("map_cutoff_inv_nm", np.nan) or np.nan)
+    summary = json.loads(ds.attrs.get("summary", "{}"))
+    figures: list[tuple[str, str]] = []
+    with atomic_output(out, overwrite=overwrite) as tmp:
+        tmp.mkdir()
+        _components(ds, "", tmp / "components.png", "constrained NMF: maps and diffractions")
+        figures.append(("components.png", "Components: each map beside its diffraction."))
+        _map_ffts(ds, "", tmp / "map_fft.png", cutoff, "constrained NMF: maps' Fourier transforms")
+        figures.append(("map_fft.png", "The maps' Fourier transforms and the resolution cutoff."))
+        _loss(ds, tmp / "loss.png")
+        figures.append(("loss.png", "The loss, iteration by iteration."))
+        _dendrogram(ds, tmp / "dendrogram.png")
+        figures.append(("dendrogram.png", "Dendrogram of the crystalline components."))
+        _class_maps(ds, tmp / "class_maps.png")
+        figures.append(("class_maps.png", "Class maps over the virtual dark-field image."))
+        _class_patterns(ds, tmp / "class_patterns.png")
+        figures.append(("class_patterns.png", "Rotation-aligned mean diffraction per class."))
+        if "pca_maps" in ds and "primitive_maps" in ds:
+            for prefix, name in (("pca_", "PCA"), ("primitive_", "primitive NMF")):
+                file = f"{prefix}components.png"
+                _components(ds, prefix, tmp / file, f"{name}: maps and diffractions")
+                figures.append((file, f"{name}, for comparison: maps and diffractions."))
+                file = f"{prefix}map_fft.png"
+                _map_ffts(ds, prefix, tmp / file, cutoff, f"{name}: maps' Fourier transforms")
+                figures.append((file, f"{name}: the maps' Fourier transforms."))
+        items = "".join(
+            f'<figure><img src="{f}" alt="{html.escape(c)}"><figcaption>{html.escape(c)}'
+            "</figcaption></figure>"
+            for f, c in figures
+        )
+        facts = "".join(
+            f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in summary.items()
+        )
+        page = (
+            "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>stemnmf report</title><style>{_STYLE}</style></head><body>"
+            f"<h1>stemnmf report</h1><p>Input: {html.escape(str(ds.attrs.get('input', '')))}"
+            f"</p><ul>{facts}</ul>{items}<h2>Precipitates</h2>{_table(ds)}</body></html>"
+        )
+        (tmp / "index.html").write_text(page, encoding="utf-8")
+    return Path(out) / "index.html"
