@@ -295,19 +295,17 @@ def _print_summary(outcome: Any) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config, resolve_config
-    from .pipeline import run_job
+    from .pipeline import preflight, run_job
 
     given = load_config(args.config) if args.config else None
-    if args.output:
-        out = Path(args.output)
-        if not out.parent.is_dir():
-            raise InputError(f"output directory {out.parent} does not exist; create it first")
     config = resolve_config(given, _run_overrides(args))
     if not config["job"]["input"] or not config["job"]["output"]:
         raise InputError("give the scan and -o RESULT.zarr (or job.input and job.output)")
-    with _where(args, config) as where:
-        print(f"running on: {where}", file=sys.stderr)
-        outcome = run_job(config, force=args.force, resume=args.resume)
+    outcome = preflight(config, force=args.force)  # before any cluster starts
+    if outcome is None:
+        with _where(args, config) as where:
+            print(f"running on: {where}", file=sys.stderr)
+            outcome = run_job(config, force=args.force, resume=args.resume)
     if outcome.status == "up to date":
         print(
             f"up to date: {outcome.output} was made with this configuration and input; "

@@ -32,7 +32,7 @@ from .nmf import ConstrainedNMF, decompose, pca
 from .nmf.versions import versions
 from .progress import IterationProgress
 
-__all__ = ["JobOutcome", "checkpoint_path", "open_result", "run_job"]
+__all__ = ["JobOutcome", "checkpoint_path", "open_result", "preflight", "run_job"]
 
 
 @dataclass
@@ -102,6 +102,42 @@ def _dark_field(ds: xr.Dataset, disc: dict[str, Any] | None) -> tuple[da.Array, 
     return vdf, mean
 
 
+def preflight(config: dict[str, Any], *, force: bool = False) -> JobOutcome | None:
+    """Check a job before any work: the input opens, the output may be written.
+
+    Returns
+    -------
+    JobOutcome or None
+        ``"up to date"`` when the output was made with this configuration and input (and
+        not ``force``), else ``None``.
+    """
+    job = config["job"]
+    if not job["input"] or not job["output"]:
+        raise InputError("the job needs an input scan and an output path (-o RESULT.zarr)")
+    source, output = Path(job["input"]), Path(job["output"])
+    if output.resolve() == source.resolve():
+        raise InputError("the output path is the input scan; choose another output")
+    if not output.parent.is_dir():
+        raise InputError(f"output directory {output.parent} does not exist; create it first")
+    open_4dstem(source)
+    existing = _existing(output)
+    if existing is None:
+        return None
+    tag = {"config_hash": config_hash(config), "input": input_fingerprint(source)}
+    same = (
+        existing.get("config_hash") == tag["config_hash"]
+        and existing.get("input_fingerprint") == tag["input"]
+    )
+    if same and not force:
+        return JobOutcome("up to date", output, json.loads(existing.get("summary", "{}")))
+    if not force:
+        raise OutputExistsError(
+            f"{output} exists and was made with another configuration or input; "
+            "pass --force to replace it"
+        )
+    return None
+
+
 def run_job(
     config: dict[str, Any],
     *,
@@ -132,27 +168,12 @@ def run_job(
     """
     out = log or sys.stderr
     job, nmf_kw, cls_kw = config["job"], dict(config["nmf"]), dict(config["classify"])
-    if not job["input"] or not job["output"]:
-        raise InputError("the job needs an input scan and an output path (-o RESULT.zarr)")
+    done = preflight(config, force=force)
+    if done is not None:
+        return done
     source, output = Path(job["input"]), Path(job["output"])
-    if output.resolve() == source.resolve():
-        raise InputError("the output path is the input scan; choose another output")
     ds = open_4dstem(source)
     tag = {"config_hash": config_hash(config), "input": input_fingerprint(source)}
-    existing = _existing(output)
-    if existing is not None:
-        same = (
-            existing.get("config_hash") == tag["config_hash"]
-            and existing.get("input_fingerprint") == tag["input"]
-        )
-        if same and not force:
-            summary = json.loads(existing.get("summary", "{}"))
-            return JobOutcome("up to date", output, summary)
-        if not force:
-            raise OutputExistsError(
-                f"{output} exists and was made with another configuration or input; "
-                "pass --force to replace it"
-            )
     if job["chunks"] != "auto":
         ds = ds.chunk({"scan_y": job["chunks"][0], "scan_x": job["chunks"][1]})
     start = time.perf_counter()

@@ -144,7 +144,7 @@ def _class_maps(ds: xr.Dataset, path: Path) -> None:
         ax.legend(loc="upper right", fontsize=7)
     ax.set_xlabel("x (nm)")
     ax.set_ylabel("y (nm)")
-    ax.set_title("class maps over the virtual dark-field image (+: precipitates)")
+    ax.set_title("class maps over the dark-field image\n(+: precipitates)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -186,14 +186,25 @@ def _console(*argv, cwd):
 
 def test_demo_runs_on_the_embedded_local_cluster(tmp_path):
     proc = _console(
-        "demo", "--scan", "24x24", "--detector", "32x32", "--workers", "2", cwd=tmp_path
+        "demo",
+        "--scan",
+        "24x24",
+        "--detector",
+        "32x32",
+        "--workers",
+        "2",
+        "-k",
+        "6",
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     assert "dashboard: http://127.0.0.1:" in proc.stdout
     assert "local cluster of 2 worker processes" in proc.stdout
-    assert "validates:     yes" in proc.stdout
+    assert "done: " in proc.stdout and "crystalline classes" in proc.stdout
     ds = open_4dstem(tmp_path / "stemnmf-demo" / "scan.zarr")
     assert ds["intensity"].shape == (24, 24, 32, 32)
+    report = tmp_path / "stemnmf-demo" / "report"
+    assert (report / "index.html").is_file() and (report / "pca_components.png").is_file()
 
 
 def test_real_process_bad_input_has_no_traceback(tmp_path):
