@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import threading
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -28,13 +27,8 @@ CHROMIUM_FLAGS = (
 def report(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     simulate_scan(root / "scan.zarr", scan=(24, 24), detector=(32, 32), precipitates=4, seed=3)
-    config = resolve_config(
-        {
-            "job": {"input": str(root / "scan.zarr"), "output": str(root / "res.zarr"),
-                    "compare": True},
-            "nmf": {"n_components": 5, "max_iter": 30},
-        }  # fmt: skip
-    )
+    job = {"input": str(root / "scan.zarr"), "output": str(root / "res.zarr"), "compare": True}
+    config = resolve_config({"job": job, "nmf": {"n_components": 5, "max_iter": 30}})
     run_job(config)
     write_report(open_result(root / "res.zarr"), root / "report")
     return root / "report"
