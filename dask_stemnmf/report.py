@@ -53,8 +53,11 @@ def _components(ds: xr.Dataset, prefix: str, path: Path, title: str) -> None:
         ax_m, ax_d = axes[r, 2 * c], axes[r, 2 * c + 1]
         ax_m.imshow(maps[j], cmap="magma", extent=_extent(ds, ("scan_y", "scan_x")))
         ax_m.set_title(f"{j}: map", fontsize=8)
-        shown = np.sqrt(np.maximum(dif[j], 0)) if prefix != "pca_" else dif[j]
-        ax_d.imshow(shown, cmap="viridis" if prefix != "pca_" else "RdBu_r")
+        if prefix == "pca_":  # signed loadings: zero in the middle of the colour scale
+            lim = float(np.abs(dif[j]).max()) or 1.0
+            ax_d.imshow(dif[j], cmap="RdBu_r", vmin=-lim, vmax=lim)
+        else:
+            ax_d.imshow(np.sqrt(np.maximum(dif[j], 0)), cmap="viridis")
         ax_d.set_title(f"{j}: diffraction", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
@@ -73,16 +76,21 @@ def _map_ffts(ds: xr.Dataset, prefix: str, path: Path, cutoff: float, title: str
     for ax in axes.ravel():
         ax.set_axis_off()
     ny, nx = maps.shape[1:]
-    qy, qx = np.fft.fftshift(np.fft.fftfreq(ny, step)), np.fft.fftshift(np.fft.fftfreq(nx, step))
+    # the mirror-extended map (the DCT's view, where the band limit is imposed): no streaks
+    # from the jump between opposite scan edges
+    qy = np.fft.fftshift(np.fft.fftfreq(2 * ny, step))
+    qx = np.fft.fftshift(np.fft.fftfreq(2 * nx, step))
     for j in range(k):
         ax = axes.ravel()[j]
-        power = np.abs(np.fft.fftshift(np.fft.fft2(maps[j] - maps[j].mean())))
+        m = maps[j] - maps[j].mean()
+        mirrored = np.block([[m, m[:, ::-1]], [m[::-1], m[::-1, ::-1]]])
+        power = np.abs(np.fft.fftshift(np.fft.fft2(mirrored)))
         ax.imshow(np.log1p(power), cmap="gray", extent=[qx[0], qx[-1], qy[-1], qy[0]])
         if np.isfinite(cutoff):
             t = np.linspace(0, 2 * np.pi, 200)
             ax.plot(cutoff * np.cos(t), cutoff * np.sin(t), "r--", lw=0.8)
         ax.set_title(str(j), fontsize=8)
-    fig.suptitle(title + " (1/nm; dashed: resolution cutoff)")
+    fig.suptitle(title + " (mirror-extended, 1/nm; dashed: resolution cutoff)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
