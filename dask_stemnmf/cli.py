@@ -155,6 +155,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true", help="also PCA and primitive NMF")
     p.add_argument("--chunks", type=_pair, default=None, help="scan chunks, NxM")
     p.add_argument("--checkpoint-every", type=int, default=None, help="iterations")
+    p.add_argument(
+        "--missing-chunks", choices=("refuse", "mask"), default=None,
+        help="a store with missing chunk files: refuse (default) or fit without them",
+    )  # fmt: skip
     p.add_argument("--n-classes", type=int, default=None)
     p.add_argument("--distance-threshold", type=float, default=None)
     p.set_defaults(func=_cmd_run)
@@ -262,6 +266,7 @@ def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "job.compare": True if args.compare else None,
         "job.chunks": list(args.chunks) if args.chunks else None,
         "job.checkpoint_every": args.checkpoint_every,
+        "job.missing_chunks": args.missing_chunks,
         "nmf.n_components": args.components,
         "nmf.max_iter": args.max_iter,
         "nmf.map_resolution_nm": resolution,

@@ -65,6 +65,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, tuple[Check, str]]]] = {
         "compare": (False, _BOOL),
         "checkpoint_every": (10, _int(1)),
         "cluster": ("local", _STR),
+        "missing_chunks": ("refuse", _one_of("refuse", "mask")),
     },
     "nmf": {
         "n_components": (12, _int(1)),
@@ -186,7 +187,9 @@ def config_hash(config: Mapping[str, Any]) -> str:
     shaping = {
         "nmf": config["nmf"],
         "classify": config["classify"],
-        "job": {k: v for k, v in config["job"].items() if k in ("chunks", "compare")},
+        "job": {
+            k: v for k, v in config["job"].items() if k in ("chunks", "compare", "missing_chunks")
+        },
     }
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
 

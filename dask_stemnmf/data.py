@@ -166,7 +166,12 @@ def _is_zarr_store(path: Path) -> bool:
     )
 
 
-def open_4dstem(store: str | os.PathLike[str], *, chunks: ChunksArg = "auto") -> xr.Dataset:
+def open_4dstem(
+    store: str | os.PathLike[str],
+    *,
+    chunks: ChunksArg = "auto",
+    missing_chunks: str = "refuse",
+) -> xr.Dataset:
     """Open a scan saved in the dask_stemnmf zarr layout, read-only and lazily.
 
     Parameters
@@ -177,17 +182,23 @@ def open_4dstem(store: str | os.PathLike[str], *, chunks: ChunksArg = "auto") ->
     chunks
         Scan chunking, see :func:`rechunk_scan`. Patterns are never split: chunks that split
         them are fixed lazily, with a :class:`~dask_stemnmf.errors.StemNMFWarning`.
+    missing_chunks
+        A store whose chunk files are missing would read as zeros there. ``"refuse"``
+        (default): an error naming them. ``"mask"``: they read as zeros (a zero pattern adds
+        nothing to a fit) and ``scan_mask (scan_y, scan_x)`` marks them False, with a note.
 
     Returns
     -------
     xarray.Dataset
         ``intensity`` with dims ``(scan_y, scan_x, k_y, k_x)`` or ``(scan_y, scan_x, energy)``
-        as a dask array in the stored dtype; coordinates in nm, 1/nm (or mrad) and eV.
+        as a dask array in the stored dtype (read chunk by chunk; a truncated or corrupt
+        chunk raises an error naming it when read); coordinates in nm, 1/nm (or mrad) and eV.
 
     Raises
     ------
     InputError
-        If the path is missing, is not a zarr store, or does not follow the data model.
+        If the path is missing, is not a zarr store, does not follow the data model, or
+        misses chunk files (unless ``missing_chunks="mask"``).
     """
     path = Path(store).expanduser()
     if not path.exists():
@@ -202,7 +213,46 @@ def open_4dstem(store: str | os.PathLike[str], *, chunks: ChunksArg = "auto") ->
             ds = xr.open_zarr(path, chunks={}, mask_and_scale=False, consolidated=None)
         except Exception as exc:  # zarr raises many types for unreadable metadata
             raise InputError(f"{path} cannot be read as a zarr store: {exc}") from exc
+    if missing_chunks not in ("refuse", "mask"):
+        raise InputError(f"missing_chunks={missing_chunks!r}; choose 'refuse' or 'mask'")
+    if "intensity" in ds.variables:
+        ds = _checked(ds, path, missing_chunks)
     return rechunk_scan(ds, chunks)
+
+
+def _checked(ds: xr.Dataset, path: Path, mode: str) -> xr.Dataset:
+    """Swap in a chunk-naming reader; find missing chunk files (listing only)."""
+    from .integrity import checked_intensity, missing_chunks
+
+    try:
+        lost = missing_chunks(path, "intensity")
+        data = checked_intensity(path, "intensity")
+    except (KeyError, TypeError, ValueError, OSError):
+        return ds  # not a plain local zarr array: keep xarray's reader
+    if data.shape != ds["intensity"].shape:
+        raise InputError(f"{path}: intensity's metadata disagree with the stored array")
+    ds = ds.assign(intensity=(ds["intensity"].dims, data, ds["intensity"].attrs))
+    if not lost:
+        return ds
+    total = int(np.prod(data.numblocks))
+    first = lost[0]
+    if mode == "refuse":
+        raise InputError(
+            f"{path}: {len(lost)} of {total} chunk files of intensity are missing (the first "
+            f"at chunk {tuple(first)}) and would read as zeros; restore the store, or pass "
+            "missing_chunks='mask' (`--missing-chunks mask`) to fit without those positions"
+        )
+    keep = np.ones(ds["intensity"].shape[:2], dtype=bool)
+    cy, cx = data.chunksize[:2]
+    for coords in lost:
+        keep[coords[0] * cy : (coords[0] + 1) * cy, coords[1] * cx : (coords[1] + 1) * cx] = False
+    warnings.warn(
+        f"{path}: {len(lost)} of {total} chunk files are missing; their "
+        f"{int((~keep).sum())} positions read as zeros and are marked in scan_mask",
+        StemNMFWarning,
+        stacklevel=3,
+    )
+    return ds.assign(scan_mask=(("scan_y", "scan_x"), keep))
 
 
 def _plain(value: Any) -> Any:

@@ -119,7 +119,7 @@ def preflight(config: dict[str, Any], *, force: bool = False) -> JobOutcome | No
         raise InputError("the output path is the input scan; choose another output")
     if not output.parent.is_dir():
         raise InputError(f"output directory {output.parent} does not exist; create it first")
-    open_4dstem(source)
+    open_4dstem(source, missing_chunks=job["missing_chunks"])
     existing = _existing(output)
     if existing is None:
         return None
@@ -172,7 +172,7 @@ def run_job(
     if done is not None:
         return done
     source, output = Path(job["input"]), Path(job["output"])
-    ds = open_4dstem(source)
+    ds = open_4dstem(source, missing_chunks=job["missing_chunks"])
     tag = {"config_hash": config_hash(config), "input": input_fingerprint(source)}
     if job["chunks"] != "auto":
         ds = ds.chunk({"scan_y": job["chunks"][0], "scan_x": job["chunks"][1]})
