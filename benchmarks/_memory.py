@@ -19,6 +19,8 @@ class TreeMemory:
         Largest RSS of any single process in the tree, bytes.
     peak_child
         Largest RSS of any descendant (a worker, not the root process), bytes.
+    peak_root
+        Largest RSS of the root process itself (the driver), bytes.
     """
 
     def __init__(self, pid: int, interval: float = 0.1) -> None:
@@ -27,6 +29,7 @@ class TreeMemory:
         self.peak_total = 0
         self.peak_single = 0
         self.peak_child = 0
+        self.peak_root = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -44,6 +47,7 @@ class TreeMemory:
                     self.peak_total = max(self.peak_total, sum(rss))
                     self.peak_single = max(self.peak_single, max(rss))
                     self.peak_child = max(self.peak_child, max(rss[1:], default=0))
+                    self.peak_root = max(self.peak_root, rss[0])
             except psutil.Error:
                 pass
             time.sleep(self.interval)

@@ -298,11 +298,31 @@ def _print_summary(outcome: Any) -> None:
     )
 
 
+def _job_paths(job: dict[str, Any], config_file: Path) -> dict[str, Any]:
+    """Resolve a job file's relative paths against its folder; refuse escapes by ``..``."""
+    out = dict(job)
+    for key in ("input", "output"):
+        value = job.get(key)
+        if not isinstance(value, str) or not value:
+            continue
+        path = Path(value)
+        if ".." in path.parts:
+            raise InputError(
+                f"config: job.{key} {value!r} climbs out of the job's folder with '..'; "
+                "give an absolute path if you mean elsewhere"
+            )
+        if not path.is_absolute():
+            out[key] = str(config_file.parent / path)
+    return out
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config, resolve_config
     from .pipeline import preflight, run_job
 
     given = load_config(args.config) if args.config else None
+    if isinstance(given, dict) and isinstance(given.get("job"), dict):
+        given = {**given, "job": _job_paths(given["job"], Path(args.config))}
     config = resolve_config(given, _run_overrides(args))
     if not config["job"]["input"] or not config["job"]["output"]:
         raise InputError("give the scan and -o RESULT.zarr (or job.input and job.output)")

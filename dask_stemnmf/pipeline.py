@@ -102,6 +102,30 @@ def _dark_field(ds: xr.Dataset, disc: dict[str, Any] | None) -> tuple[da.Array, 
     return vdf, mean
 
 
+def _machine_memory() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _check_chunk_memory(ds: xr.Dataset, chunks: Any) -> None:
+    """Refuse scan chunks whose float32 copy would not fit in half this machine's memory."""
+    if chunks == "auto":
+        cy, cx = ds["intensity"].data.chunksize[:2]
+    else:
+        cy, cx = (min(int(c), n) for c, n in zip(chunks, ds["intensity"].shape[:2], strict=True))
+    pattern = int(np.prod(ds["intensity"].shape[2:]))
+    need = cy * cx * pattern * 4
+    memory = _machine_memory()
+    if memory and need > memory // 2:
+        raise InputError(
+            f"a chunk of {cy} x {cx} positions holds {need / 2**30:.1f} GiB as float32, more "
+            f"than half this machine's {memory / 2**30:.1f} GiB; choose smaller chunks "
+            "(--chunks, job.chunks)"
+        )
+
+
 def preflight(config: dict[str, Any], *, force: bool = False) -> JobOutcome | None:
     """Check a job before any work: the input opens, the output may be written.
 
@@ -115,11 +139,25 @@ def preflight(config: dict[str, Any], *, force: bool = False) -> JobOutcome | No
     if not job["input"] or not job["output"]:
         raise InputError("the job needs an input scan and an output path (-o RESULT.zarr)")
     source, output = Path(job["input"]), Path(job["output"])
-    if output.resolve() == source.resolve():
-        raise InputError("the output path is the input scan; choose another output")
+    if output.is_symlink() or checkpoint_path(output).is_symlink():
+        raise InputError(
+            f"{output} is a symbolic link; writing through it would land elsewhere: "
+            "give the real path"
+        )
+    if output.resolve() == source.resolve() or source.resolve() in output.resolve().parents:
+        raise InputError("the output path is the input scan or inside it; choose another output")
     if not output.parent.is_dir():
         raise InputError(f"output directory {output.parent} does not exist; create it first")
-    open_4dstem(source, missing_chunks=job["missing_chunks"])
+    ds = open_4dstem(source, missing_chunks=job["missing_chunks"])
+    _check_chunk_memory(ds, job["chunks"])
+    k = int(config["nmf"]["n_components"])
+    positions = ds.sizes["scan_y"] * ds.sizes["scan_x"]
+    pixels = int(np.prod(ds["intensity"].shape[2:]))
+    if k > min(positions, pixels):
+        raise InputError(
+            f"n_components={k} exceeds the data's size ({positions} positions x {pixels} "
+            f"pixels); use at most {min(positions, pixels)}"
+        )
     existing = _existing(output)
     if existing is None:
         return None
