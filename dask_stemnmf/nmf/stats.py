@@ -198,7 +198,10 @@ def row_statistics(data: da.Array, transform: Transform) -> da.Array:
 def _p_chunk(block: Any, s: Any, cols: Any, rows: Any) -> np.ndarray:
     s = _one(s)
     cy, cx = _rows(_one(block))
-    return (_matrix(block, cols, rows) @ s).reshape(cy, cx, s.shape[1])
+    out = np.empty((cy * cx, s.shape[1]), dtype=np.float32)
+    for start, d in _row_blocks(block, cols, rows, s.shape[0]):
+        out[start : start + d.shape[0]] = d @ s
+    return out.reshape(cy, cx, s.shape[1])
 
 
 def data_products(data: da.Array, S: np.ndarray, transform: Transform = NO_TRANSFORM) -> da.Array:
@@ -277,19 +280,6 @@ def _gram_stats(w: np.ndarray, out: np.ndarray) -> None:
     out[-k:] = w64.T @ (w64 * w64)
 
 
-def _partial_stats(d: np.ndarray, w: np.ndarray, precise: bool) -> np.ndarray:
-    """One chunk's ``[D_c^T C_c; C_c^T C_c; C_c^T (C_c * C_c)]`` as ``(1, 1, M + 2K, K)``."""
-    k = w.shape[1]
-    m = d.shape[1]
-    out = np.zeros((1, 1, m + 2 * k, k), dtype=np.float64)
-    if precise:
-        out[0, 0, :m] = d.astype(np.float64).T @ w.astype(np.float64)
-    else:
-        out[0, 0, :m] = np.dot(d.T, w.astype(np.float32))
-    _gram_stats(w, out[0, 0])
-    return out
-
-
 def _c_chunk(block: Any, c: np.ndarray, s: Any, cols: Any, rows: Any, **update: Any) -> np.ndarray:
     _, out = _update_rows(block, cols, rows, c, _one(s), **update)
     return out
@@ -353,8 +343,31 @@ def _split_update(out: da.Array, k: int) -> tuple[da.Array, da.Array]:
 
 
 def _stats_chunk(block: Any, c: np.ndarray, cols: Any, rows: Any, *, precise: bool) -> np.ndarray:
+    """One chunk's partial statistics, a cache-sized block of rows at a time."""
     cy, cx, k = c.shape
-    return _partial_stats(_matrix(block, cols, rows), c.reshape(cy * cx, k), precise)
+    w = np.asarray(c.reshape(cy * cx, k), dtype=np.float32)
+    m = 0
+    out: np.ndarray | None = None
+    for start, d in _row_blocks(block, cols, rows, _pixels(block, cols)):
+        if out is None:
+            m = d.shape[1]
+            out = np.zeros((1, 1, m + 2 * k, k), dtype=np.float64)
+        wb = w[start : start + d.shape[0]]
+        if precise:
+            out[0, 0, :m] += d.astype(np.float64).T @ wb.astype(np.float64)
+        else:
+            out[0, 0, :m] += np.dot(d.T, wb)
+    assert out is not None
+    _gram_stats(w, out[0, 0])
+    return out
+
+
+def _pixels(block: Any, cols: Any) -> int:
+    """Return the number of fitted pixels of a chunk (after the column selection)."""
+    if cols is not None:
+        return int(_one(cols).shape[1])
+    raw = _one(block)
+    return int(np.prod(raw.shape[2:]))
 
 
 def s_statistics(
