@@ -6,6 +6,7 @@ python -m benchmarks.soak --fits 20
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import shutil
 import tempfile
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fits", type=int, default=20)
     parser.add_argument("--scan", type=int, default=64)
     parser.add_argument("-k", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3, help="fits before measuring")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="bench-soak-"))
     try:
@@ -43,35 +45,46 @@ def main(argv: list[str] | None = None) -> None:
         with LocalCluster(memory_limit="2GiB", **kw) as cluster, Client(cluster) as client:
             simulate_scan(store, scan=(args.scan, args.scan), detector=(64, 64), seed=4,
                           precipitates=8, chunks=(16, args.scan))  # fmt: skip
-            client.run(lambda: __import__("gc").collect())
-            before = client.run(_rss)
-            driver_before = _rss()
-            times, workers = [], []
-            for i in range(args.fits):
+
+            def one_fit(seed: int) -> float:
                 start = time.perf_counter()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     result = decompose(open_4dstem(store), args.k, map_resolution_nm="probe",
-                                       max_iter=40, random_state=i)  # fmt: skip
+                                       max_iter=40, random_state=seed)  # fmt: skip
                     classify(result)
-                times.append(time.perf_counter() - start)
+                return time.perf_counter() - start
+
+            warm = [one_fit(1000 + i) for i in range(args.warmup)]  # imports, numba compilation
+            client.run(gc.collect)
+            gc.collect()
+            before = client.run(_rss)
+            driver_before = _rss()
+            times, workers, driver = [], [], []
+            for i in range(args.fits):
+                times.append(one_fit(i))
                 workers.append(sum(client.run(_rss).values()))
+                driver.append(_rss())
+            client.run(gc.collect)
+            gc.collect()
             after = client.run(_rss)
             driver_after = _rss()
         mib = 2**20
+        n = args.fits
         print(
-            f"{args.fits} fits of a {args.scan}x{args.scan} x 64x64 scan, K={args.k}, "
-            "with the map and continuity constraints, then classify"
+            f"after {args.warmup} warm-up fits, {n} fits of a {args.scan}x{args.scan} x 64x64 "
+            f"scan, K={args.k}, with the map and continuity constraints, then classify"
         )
         print(
             f"workers' RSS before / after, MiB   {sum(before.values()) / mib:.0f} / "
             f"{sum(after.values()) / mib:.0f}"
         )
-        first5, last5 = np.mean(workers[:5]) / mib, np.mean(workers[-5:]) / mib
-        print(
-            f"  mean after fits 1-5 / 16-20      {first5:.0f} / {last5:.0f} MiB "
-            f"(change {last5 - first5:+.0f} MiB)"
-        )
+        for name, series in (("workers", workers), ("driver (hosts the scheduler)", driver)):
+            a, b = np.mean(series[:5]) / mib, np.mean(series[-5:]) / mib
+            print(
+                f"  {name}: mean after fits 1-5 / {n - 4}-{n}  {a:.0f} / {b:.0f} MiB "
+                f"(change {b - a:+.0f} MiB)"
+            )
         print(
             f"driver RSS before / after, MiB    {driver_before / mib:.0f} / "
             f"{driver_after / mib:.0f}"
@@ -81,7 +94,10 @@ def main(argv: list[str] | None = None) -> None:
             f"fit time min / median / max, s   {t.min():.2f} / {np.median(t):.2f} / "
             f"{t.max():.2f} (max over min {t.max() / t.min():.2f})"
         )
-        print(f"  first fit, s                   {t[0]:.2f} (compiles numba kernels)")
+        print(
+            f"warm-up fits (imports, numba compilation, not counted), s "
+            f"{', '.join(f'{w:.2f}' for w in warm)}"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -304,6 +304,11 @@ def test_continuity_removes_dips_that_primitive_nmf_leaves(dose):
     assert strict["loss"].values[-1] < 1.08 * base
 
 
+def test_a_negative_seed_is_refused(scan):
+    with pytest.raises(InputError, match="random_state"):
+        decompose(scan, 2, random_state=-1)
+
+
 def test_bad_requests_are_refused(scan):
     with pytest.raises(InputError, match="positive integer"):
         decompose(scan, 0)

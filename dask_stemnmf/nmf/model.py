@@ -202,6 +202,9 @@ class ConstrainedNMF:
             raise InputError(f"solver={self.solver!r}; choose 'hals', 'mu' or 'als'")
         if self.max_iter < 1 or not self.tol >= 0:
             raise InputError("max_iter must be >= 1 and tol >= 0")
+        seed = self.random_state
+        if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
+            raise InputError(f"random_state must be a non-negative integer, got {seed!r}")
         if self.negative not in (None, "clip", "offset"):
             raise InputError(f"negative={self.negative!r}; choose None, 'clip' or 'offset'")
         if self.loss not in ("ls", "kl"):
