@@ -143,7 +143,12 @@ def _transform_rows(flat: np.ndarray, cols: Any, factor: np.ndarray | None) -> n
 ROW_BLOCK_BYTES = 4 << 20
 
 
-def _row_blocks(block: Any, cols: Any, rows: Any, m: int) -> Iterator[tuple[int, np.ndarray]]:
+def _fitted_pixels(block: Any, cols: Any) -> int:
+    """Return the number of detector pixels a chunk task fits (after the column selection)."""
+    return int(_one(cols).shape[1]) if cols is not None else int(np.prod(_one(block).shape[2:]))
+
+
+def _row_blocks(block: Any, cols: Any, rows: Any) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(start, d)``: a chunk's matrix (as :func:`_matrix`) a few MiB of rows at a time.
 
     Converting, selecting and scaling block by block keeps each block in the cache for all
@@ -153,7 +158,7 @@ def _row_blocks(block: Any, cols: Any, rows: Any, m: int) -> Iterator[tuple[int,
     n = raw.shape[0] * raw.shape[1]
     flat = raw.reshape(n, -1)
     factor = None if rows is None else _one(rows).reshape(-1)
-    step = max(16, ROW_BLOCK_BYTES // (4 * max(m, 1)))
+    step = max(16, ROW_BLOCK_BYTES // (4 * max(_fitted_pixels(block, cols), 1)))
     for start in range(0, n, step):
         stop = min(n, start + step)
         part = None if factor is None else factor[start:stop]
@@ -199,7 +204,7 @@ def _p_chunk(block: Any, s: Any, cols: Any, rows: Any) -> np.ndarray:
     s = _one(s)
     cy, cx = _rows(_one(block))
     out = np.empty((cy * cx, s.shape[1]), dtype=np.float32)
-    for start, d in _row_blocks(block, cols, rows, s.shape[0]):
+    for start, d in _row_blocks(block, cols, rows):
         out[start : start + d.shape[0]] = d @ s
     return out.reshape(cy, cx, s.shape[1])
 
@@ -256,16 +261,13 @@ def _update_rows(
         old *= scale
     w = np.empty_like(old)
     dloss = 0.0
-    for start, d in _row_blocks(block, cols, rows, s.shape[0]):
+    for start, d in _row_blocks(block, cols, rows):
         stop = start + d.shape[0]
         p = d @ s
         w[start:stop] = _solve_rows(old[start:stop], p, g, solver, sweeps, inner_tol)
         dloss += loss_change(old[start:stop], w[start:stop], p, g)
         if stats is not None:
-            if precise:
-                stats += d.astype(np.float64).T @ w[start:stop].astype(np.float64)
-            else:
-                stats += np.dot(d.T, w[start:stop])
+            _add_dtc(stats, d, w[start:stop], precise)
     out = np.zeros((cy, cx, k + 1), dtype=np.float32)
     out[..., :k] = w.reshape(cy, cx, k)
     out[0, 0, k] = dloss
@@ -346,28 +348,20 @@ def _stats_chunk(block: Any, c: np.ndarray, cols: Any, rows: Any, *, precise: bo
     """One chunk's partial statistics, a cache-sized block of rows at a time."""
     cy, cx, k = c.shape
     w = np.asarray(c.reshape(cy * cx, k), dtype=np.float32)
-    m = 0
-    out: np.ndarray | None = None
-    for start, d in _row_blocks(block, cols, rows, _pixels(block, cols)):
-        if out is None:
-            m = d.shape[1]
-            out = np.zeros((1, 1, m + 2 * k, k), dtype=np.float64)
-        wb = w[start : start + d.shape[0]]
-        if precise:
-            out[0, 0, :m] += d.astype(np.float64).T @ wb.astype(np.float64)
-        else:
-            out[0, 0, :m] += np.dot(d.T, wb)
-    assert out is not None
+    m = _fitted_pixels(block, cols)
+    out = np.zeros((1, 1, m + 2 * k, k), dtype=np.float64)
+    for start, d in _row_blocks(block, cols, rows):
+        _add_dtc(out[0, 0, :m], d, w[start : start + d.shape[0]], precise)
     _gram_stats(w, out[0, 0])
     return out
 
 
-def _pixels(block: Any, cols: Any) -> int:
-    """Return the number of fitted pixels of a chunk (after the column selection)."""
-    if cols is not None:
-        return int(_one(cols).shape[1])
-    raw = _one(block)
-    return int(np.prod(raw.shape[2:]))
+def _add_dtc(stats: np.ndarray, d: np.ndarray, w: np.ndarray, precise: bool) -> None:
+    """Add ``d^T w`` to ``stats`` (``(M, K)`` float64); in float64 throughout when precise."""
+    if precise:
+        stats += d.astype(np.float64).T @ w.astype(np.float64)
+    else:
+        stats += np.dot(d.T, w)
 
 
 def s_statistics(
