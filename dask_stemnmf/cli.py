@@ -326,11 +326,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = resolve_config(given, _run_overrides(args))
     if not config["job"]["input"] or not config["job"]["output"]:
         raise InputError("give the scan and -o RESULT.zarr (or job.input and job.output)")
-    outcome = preflight(config, force=args.force)  # before any cluster starts
+    checked = preflight(config, force=args.force)  # before any cluster starts
+    outcome = checked.done
     if outcome is None:
         with _where(args, config) as where:
             print(f"running on: {where}", file=sys.stderr)
-            outcome = run_job(config, force=args.force, resume=args.resume)
+            outcome = run_job(config, force=args.force, resume=args.resume, checked=checked)
     if outcome.status == "up to date":
         print(
             f"up to date: {outcome.output} was made with this configuration and input; "

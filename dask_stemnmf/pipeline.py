@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
@@ -32,7 +33,7 @@ from .nmf import ConstrainedNMF, decompose, pca
 from .nmf.versions import versions
 from .progress import IterationProgress
 
-__all__ = ["JobOutcome", "checkpoint_path", "open_result", "preflight", "run_job"]
+__all__ = ["Checked", "JobOutcome", "checkpoint_path", "open_result", "preflight", "run_job"]
 
 
 @dataclass
@@ -126,12 +127,22 @@ def _check_chunk_memory(ds: xr.Dataset, chunks: Any) -> None:
         )
 
 
-def preflight(config: dict[str, Any], *, force: bool = False) -> JobOutcome | None:
+@dataclass
+class Checked:
+    """A job checked by :func:`preflight`: the opened scan, its tag, and whether it is done."""
+
+    ds: xr.Dataset
+    tag: dict[str, str]
+    done: JobOutcome | None
+
+
+def preflight(config: dict[str, Any], *, force: bool = False) -> Checked:
     """Check a job before any work: the input opens, the output may be written.
 
     Returns
     -------
-    JobOutcome or None
+    Checked
+        The opened scan (lazy), the configuration hash and input fingerprint, and ``done``:
         ``"up to date"`` when the output was made with this configuration and input (and
         not ``force``), else ``None``.
     """
@@ -158,22 +169,23 @@ def preflight(config: dict[str, Any], *, force: bool = False) -> JobOutcome | No
             f"n_components={k} exceeds the data's size ({positions} positions x {pixels} "
             f"pixels); use at most {min(positions, pixels)}"
         )
+    tag = {"config_hash": config_hash(config), "input": input_fingerprint(source)}
     existing = _existing(output)
     if existing is None:
-        return None
-    tag = {"config_hash": config_hash(config), "input": input_fingerprint(source)}
+        return Checked(ds, tag, None)
     same = (
         existing.get("config_hash") == tag["config_hash"]
         and existing.get("input_fingerprint") == tag["input"]
     )
     if same and not force:
-        return JobOutcome("up to date", output, json.loads(existing.get("summary", "{}")))
+        summary = json.loads(existing.get("summary", "{}"))
+        return Checked(ds, tag, JobOutcome("up to date", output, summary))
     if not force:
         raise OutputExistsError(
             f"{output} exists and was made with another configuration or input; "
             "pass --force to replace it"
         )
-    return None
+    return Checked(ds, tag, None)
 
 
 def run_job(
@@ -182,6 +194,7 @@ def run_job(
     force: bool = False,
     resume: bool = False,
     log: TextIO | None = None,
+    checked: Checked | None = None,
 ) -> JobOutcome:
     """Run decomposition and classification on a scan and write one result store.
 
@@ -198,6 +211,8 @@ def run_job(
         and input.
     log
         Where to print progress (default ``sys.stderr``).
+    checked
+        The job's :func:`preflight`, when the caller already ran it.
 
     Returns
     -------
@@ -206,12 +221,11 @@ def run_job(
     """
     out = log or sys.stderr
     job, nmf_kw, cls_kw = config["job"], dict(config["nmf"]), dict(config["classify"])
-    done = preflight(config, force=force)
-    if done is not None:
-        return done
+    checked = checked or preflight(config, force=force)
+    if checked.done is not None:
+        return checked.done
     source, output = Path(job["input"]), Path(job["output"])
-    ds = open_4dstem(source, missing_chunks=job["missing_chunks"])
-    tag = {"config_hash": config_hash(config), "input": input_fingerprint(source)}
+    ds, tag = checked.ds, checked.tag
     if job["chunks"] != "auto":
         ds = ds.chunk({"scan_y": job["chunks"][0], "scan_x": job["chunks"][1]})
     start = time.perf_counter()
@@ -236,7 +250,7 @@ def run_job(
     result = model.result_
     classes = classify(result, **cls_kw)
     disc = (result.attrs.get("masks") or {}).get("bright_field_disc")
-    vdf, mean = _dark_field(ds, disc)
+    vdf, mean = dask.compute(*_dark_field(ds, disc))  # one pass over the data for both
     parts = [result, classes.drop_vars(["scan_y", "scan_x", *result["diffractions"].dims[1:]])]
     merged = xr.merge(parts, compat="override", combine_attrs="drop_conflicts")
     merged["virtual_dark_field"] = (("scan_y", "scan_x"), vdf)
@@ -251,7 +265,7 @@ def run_job(
             for var in ("maps", "diffractions"):
                 merged[f"{name}_{var}"] = res[var]
     if disc is None:
-        disc_found = find_bright_field_disc(np.asarray(mean.compute()))
+        disc_found = find_bright_field_disc(mean)
         disc = {"centre_px": list(disc_found[:2]), "radius_px": disc_found[2]}
     summary = {
         "components": int(k),
