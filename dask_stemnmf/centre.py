@@ -6,7 +6,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ._kernels.masks import find_bright_field_disc
+from ._kernels.masks import find_bright_field_disc, pattern_centres
 from .errors import InputError
 from .schema import validate_dataset
 
@@ -15,13 +15,8 @@ __all__ = ["beam_centre"]
 
 def _centres_block(block: np.ndarray, level: float) -> np.ndarray:
     """``(cy, cx, ky, kx)`` patterns -> ``(cy, cx, 2)`` centres (NaN for an empty pattern)."""
-    out = np.full((*block.shape[:2], 2), np.nan)
-    for i in range(block.shape[0]):
-        for j in range(block.shape[1]):
-            pattern = np.asarray(block[i, j], dtype=np.float64)
-            if pattern.max() > 0:
-                out[i, j] = find_bright_field_disc(pattern, level)[:2]
-    return out
+    cy, cx = block.shape[:2]
+    return pattern_centres(block.reshape(cy * cx, *block.shape[2:]), level).reshape(cy, cx, 2)
 
 
 def beam_centre(

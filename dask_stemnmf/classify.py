@@ -28,7 +28,7 @@ from scipy import ndimage
 from scipy.cluster import hierarchy
 from scipy.spatial.distance import squareform
 
-from ._kernels.masks import find_bright_field_disc
+from ._kernels.masks import disc_mask, find_bright_field_disc
 from ._kernels.polar import rotate_pattern
 from .errors import InputError
 from .similarity import polar_patterns, rotational_similarity
@@ -251,8 +251,7 @@ def _direct_beam(pattern: np.ndarray, disc: dict[str, Any] | None) -> bool:
     if total <= 0 or not disc:
         return False
     cy, cx = disc["centre_px"]
-    yy, xx = np.indices(pattern.shape)
-    inside = np.hypot(yy - cy, xx - cx) <= float(disc["radius_px"])
+    inside = disc_mask(pattern.shape, cy, cx, float(disc["radius_px"]))
     return float(np.maximum(pattern, 0)[inside].sum()) > 0.5 * total
 
 

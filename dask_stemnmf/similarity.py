@@ -17,7 +17,7 @@ import xarray as xr
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-from ._kernels.masks import find_bright_field_disc
+from ._kernels.masks import find_bright_field_disc, pattern_centres
 from ._kernels.polar import azimuthal_correlation_max, normalise_polar, polar_grid, polar_transform
 from .errors import InputError
 
@@ -55,14 +55,6 @@ def _mean_centre(stack: da.Array | np.ndarray) -> np.ndarray:
         raise InputError("the patterns are all zero: pass centre=(y, x) explicitly")
     cy, cx, _ = find_bright_field_disc(mean)
     return np.array([[cy, cx]])
-
-
-def _each_centre(block: np.ndarray) -> np.ndarray:
-    out = np.zeros((block.shape[0], 2))
-    for i, pattern in enumerate(np.maximum(block, 0)):
-        if pattern.max() > 0:
-            out[i] = find_bright_field_disc(pattern)[:2]
-    return out
 
 
 def _centre_arg(stack: da.Array | np.ndarray, centre: Any) -> tuple[np.ndarray, bool]:
@@ -108,7 +100,7 @@ def _scaled_polar(
     """``(b, k_y, k_x)`` patterns -> ``(b, R, T)`` scaled polar patterns."""
     x = np.maximum(_check_finite(block), 0.0)
     if each:
-        centres = _each_centre(x)
+        centres = pattern_centres(x, empty=0.0)
     if scaling == "sqrt":
         x = np.sqrt(x)
     elif scaling == "log":
@@ -171,7 +163,7 @@ def polar_patterns(
     centres, each = _centre_arg(stack, centre)
     radii, angles = _grid(stack.shape[1:], centres, n_radii, n_angles, r_range, central_mask_px)
     if each:
-        centres = _each_centre(np.maximum(stack, 0))
+        centres = pattern_centres(stack, empty=0.0)
     polar = _scaled_polar(stack, centres, False, radii, angles, scaling)
     return polar, {"radii_px": radii, "angles_rad": angles, "centres_px": centres}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["disc_mask", "find_bright_field_disc"]
+__all__ = ["disc_mask", "find_bright_field_disc", "pattern_centres"]
 
 
 def find_bright_field_disc(
@@ -56,3 +56,27 @@ def disc_mask(shape: tuple[int, int], cy: float, cx: float, radius: float) -> np
     """Boolean image, True inside the disc of ``radius`` pixels about ``(cy, cx)``."""
     yy, xx = np.indices(shape)
     return np.hypot(yy - cy, xx - cx) <= radius
+
+
+def pattern_centres(stack: np.ndarray, level: float = 0.5, empty: float = np.nan) -> np.ndarray:
+    """Each pattern's own direct-beam centre (:func:`find_bright_field_disc`).
+
+    Parameters
+    ----------
+    stack
+        ``(P, k_y, k_x)`` patterns; negative values count as zero.
+    level
+        Threshold as a fraction of each pattern's maximum.
+    empty
+        The centre given to an all-zero pattern.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(P, 2)`` centres ``(y, x)`` in pixels.
+    """
+    out = np.full((stack.shape[0], 2), empty, dtype=np.float64)
+    for i, pattern in enumerate(np.maximum(np.asarray(stack, dtype=np.float64), 0)):
+        if pattern.max() > 0:
+            out[i] = find_bright_field_disc(pattern, level)[:2]
+    return out
