@@ -64,25 +64,11 @@ def scheduler(
         with dask.config.set(scheduler=spec), _progress(progress and out.isatty(), out):
             yield f"dask {spec} scheduler"
         return
-    from distributed import Client, LocalCluster
-
     if spec == "local":
         workers = n_workers or os.cpu_count() or 1
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            memory_limit=memory_limit or "auto",
-            silence_logs=logging.ERROR,
-        )
-        try:
-            with Client(cluster) as client:
-                print(f"dashboard: {client.dashboard_link}", file=out, flush=True)
-                yield f"local cluster of {workers} worker processes"
-        finally:
-            cluster.close()
+        cluster = _local_cluster(workers, memory_limit=memory_limit or "auto")
+        with _serving(cluster, out):
+            yield f"local cluster of {workers} worker processes"
         return
     address = spec if "://" in spec else f"tcp://{spec}"
     if ":" not in address.split("://", 1)[1]:
@@ -90,15 +76,58 @@ def scheduler(
             f"--scheduler {spec!r} is neither one of {SCHEDULER_CHOICES} nor an address "
             "like tcp://HOST:8786"
         )
+    with _connected(address, None, out):
+        yield f"scheduler at {address}"
+
+
+def _local_cluster(
+    n_workers: int,
+    *,
+    threads_per_worker: int = 1,
+    memory_limit: Any = "auto",
+    dashboard_address: str = "127.0.0.1:0",
+) -> Any:
+    """Worker processes on this machine, scheduler, workers and dashboard on 127.0.0.1 only."""
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=threads_per_worker,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=dashboard_address,
+        memory_limit=memory_limit,
+        silence_logs=logging.ERROR,
+    )
+
+
+@contextmanager
+def _serving(cluster: Any, out: TextIO) -> Iterator[None]:
+    """Attach a client to a cluster we started, print the dashboard, close both after."""
+    from distributed import Client
+
     try:
-        client = Client(address, timeout="20s")
+        with Client(cluster) as client:
+            print(f"dashboard: {client.dashboard_link}", file=out, flush=True)
+            yield
+    finally:
+        cluster.close()
+
+
+@contextmanager
+def _connected(address: str, security: Any, out: TextIO) -> Iterator[None]:
+    """Connect to a running scheduler; a one-line error when it cannot be reached."""
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout="20s", security=security)
     except OSError as exc:
         raise InputError(
             f"cannot reach the scheduler at {address} ({exc}); is it running?"
         ) from None
     with client:
         print(f"dashboard: {client.dashboard_link}", file=out, flush=True)
-        yield f"scheduler at {address}"
+        yield
 
 
 @contextmanager
@@ -208,20 +237,25 @@ def cluster_from_file(path: str | os.PathLike[str], log: TextIO | None = None) -
     spec = load_cluster_file(path)
     out = log or sys.stdout
     kind = spec["kind"]
-    from distributed import Client, LocalCluster
+    if kind == "address":
+        sec = {k: v for k, v in (spec.get("security") or {}).items() if v not in (None, False)}
+        security = None
+        if sec:
+            from distributed.security import Security
 
+            security = Security(**sec)
+        with _connected(spec["address"], security, out):
+            yield f"scheduler at {spec['address']}"
+        return
     if kind == "local":
-        cluster: Any = LocalCluster(
-            n_workers=spec.get("n_workers", os.cpu_count() or 1),
+        cluster: Any = _local_cluster(
+            spec.get("n_workers", os.cpu_count() or 1),
             threads_per_worker=spec.get("threads_per_worker", 1),
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=str(spec.get("dashboard_address", "127.0.0.1:0")),
             memory_limit=spec.get("memory_limit", "auto"),
-            silence_logs=logging.ERROR,
+            dashboard_address=str(spec.get("dashboard_address", "127.0.0.1:0")),
         )
         description = f"local cluster from {path}"
-    elif kind in ("slurm", "pbs"):
+    else:
         try:
             import dask_jobqueue
         except ImportError:
@@ -232,24 +266,5 @@ def cluster_from_file(path: str | os.PathLike[str], log: TextIO | None = None) -
         cluster = factory(**spec.get("options", {}))
         cluster.scale(jobs=spec.get("jobs", 1))
         description = f"{kind} cluster of {spec.get('jobs', 1)} jobs from {path}"
-    else:
-        security = None
-        sec = {k: v for k, v in (spec.get("security") or {}).items() if v not in (None, False)}
-        if sec:
-            from distributed.security import Security
-
-            security = Security(**sec)
-        try:
-            client = Client(spec["address"], timeout="20s", security=security)
-        except OSError as exc:
-            raise InputError(f"cannot reach the scheduler at {spec['address']} ({exc})") from None
-        with client:
-            print(f"dashboard: {client.dashboard_link}", file=out, flush=True)
-            yield f"scheduler at {spec['address']}"
-        return
-    try:
-        with Client(cluster) as client:
-            print(f"dashboard: {client.dashboard_link}", file=out, flush=True)
-            yield description
-    finally:
-        cluster.close()
+    with _serving(cluster, out):
+        yield description

@@ -28,6 +28,13 @@ def _plt() -> Any:
     return plt
 
 
+def _save(fig: Any, path: Path) -> None:
+    """Write a figure as PNG and free it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    _plt().close(fig)
+
+
 def _grid(n: int, cols: int) -> tuple[int, int]:
     cols = max(1, min(cols, n))
     return -(-n // cols), cols
@@ -60,9 +67,7 @@ def _components(ds: xr.Dataset, prefix: str, path: Path, title: str) -> None:
             ax_d.imshow(np.sqrt(np.maximum(dif[j], 0)), cmap="viridis")
         ax_d.set_title(f"{j}: diffraction", fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _map_ffts(ds: xr.Dataset, prefix: str, path: Path, cutoff: float, title: str) -> None:
@@ -91,9 +96,7 @@ def _map_ffts(ds: xr.Dataset, prefix: str, path: Path, cutoff: float, title: str
             ax.plot(cutoff * np.cos(t), cutoff * np.sin(t), "r--", lw=0.8)
         ax.set_title(str(j), fontsize=8)
     fig.suptitle(title + " (mirror-extended, 1/nm; dashed: resolution cutoff)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _loss(ds: xr.Dataset, path: Path) -> None:
@@ -104,9 +107,7 @@ def _loss(ds: xr.Dataset, path: Path) -> None:
     ax.set_xlabel("iteration")
     ax.set_ylabel("residual / ||D||^2")
     ax.set_title("loss")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _dendrogram(ds: xr.Dataset, path: Path) -> None:
@@ -127,9 +128,7 @@ def _dendrogram(ds: xr.Dataset, path: Path) -> None:
     ax.set_ylabel("1 - rotational similarity")
     ax.set_xlabel("component")
     ax.set_title("hierarchical clustering")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _class_maps(ds: xr.Dataset, path: Path) -> None:
@@ -153,9 +152,7 @@ def _class_maps(ds: xr.Dataset, path: Path) -> None:
     ax.set_xlabel("x (nm)")
     ax.set_ylabel("y (nm)")
     ax.set_title("class maps over the dark-field image\n(+: precipitates)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _class_patterns(ds: xr.Dataset, path: Path) -> None:
@@ -170,9 +167,7 @@ def _class_patterns(ds: xr.Dataset, path: Path) -> None:
             ax.imshow(np.sqrt(np.maximum(pats[c], 0)), cmap="viridis")
             ax.set_title(f"class {c} ({int(ds['class_size'].values[c])} components)", fontsize=8)
     fig.suptitle("rotation-aligned class diffractions")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _table(ds: xr.Dataset) -> str:
