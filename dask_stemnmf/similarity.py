@@ -110,9 +110,7 @@ def _scaled_polar(
 
 
 def _spectra_block(block: np.ndarray, centres: np.ndarray, *args: Any) -> np.ndarray:
-    """One block of patterns -> spectra along the azimuth of its normalised polar patterns."""
-    if centres.shape[0] > 1:
-        centres = centres[: block.shape[0]]
+    """One block of patterns (and its own centres, or one for all) -> azimuthal spectra."""
     return np.fft.rfft(normalise_polar(_scaled_polar(block, centres, *args)), axis=-1)
 
 
