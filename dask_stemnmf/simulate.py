@@ -13,6 +13,8 @@ The model, per scan position ``p`` with dose ``D`` electrons per pattern:
   off-centre position), the amorphous halo (two diffuse rings on a decaying background, the
   look of the real ``Amorphous.hspy``) and, per precipitate, its phase's zone-axis lattice
   of Bragg discs rotated by the precipitate's own in-plane angle;
+- discs have soft (Gaussian-blurred) edges and every pattern is seen through the detector's
+  point-spread function (a Gaussian core and a long power-law tail), as on real detectors;
 - the probe is an Airy probe: maps are blurred by its incoherent transfer function and are
   band-limited to ``q_c = 1.028 / FWHM`` (``2 alpha / lambda`` for a given semi-angle);
 - counts are Poisson (plus optional Gaussian dark noise), drawn per position from its own
@@ -35,7 +37,14 @@ import numpy as np
 import xarray as xr
 
 from ._kernels.noise import noisy_block
-from ._kernels.render import add_disc, bandlimited_sphere_window, radial_profile_image
+from ._kernels.render import (
+    add_disc,
+    bandlimited_sphere_window,
+    convolve_same,
+    detector_psf,
+    gaussian_kernel,
+    radial_profile_image,
+)
 from ._version import __version__
 from .data import save_4dstem
 from .errors import InputError
@@ -284,6 +293,10 @@ class _Settings:
     thickness_variation: float
     crystal_contrast: float
     halo_k_inv_nm: float
+    disc_edge_px: float
+    psf_sigma_px: float
+    psf_tail: float
+    psf_tail_width_px: float
 
 
 def simulate_scan(
@@ -308,6 +321,10 @@ def simulate_scan(
     thickness_variation: float = 0.15,
     crystal_contrast: float = 2.0,
     halo_k_inv_nm: float = 4.0,
+    disc_edge_px: float = 0.4,
+    psf_sigma_px: float = 0.6,
+    psf_tail: float = 0.03,
+    psf_tail_width_px: float = 2.0,
     chunks: int | tuple[int, int] | str = (32, 32),
     overwrite: bool = False,
 ) -> xr.Dataset:
@@ -361,6 +378,16 @@ def simulate_scan(
         How much more strongly a crystal scatters than the same volume of glass.
     halo_k_inv_nm
         Radius of the first amorphous halo ring in 1/nm.
+    disc_edge_px
+        Softness of the disc edges (direct beam and Bragg discs): the standard deviation, in
+        detector pixels, of a Gaussian the discs are blurred with (defocus, partial
+        coherence, aberrations). 0 gives sharp, anti-aliased discs.
+    psf_sigma_px, psf_tail, psf_tail_width_px
+        The detector's point-spread function applied to every pattern: a Gaussian core of
+        ``psf_sigma_px`` pixels and a fraction ``psf_tail`` of the counts in a power-law tail
+        ``(1 + r^2 / w^2)^(-3/2)`` of width ``psf_tail_width_px`` (every real pixel detector
+        has one; the direct beam's tail then reaches far into the scattered intensity).
+        Counts spread off the detector are lost. ``0, 0`` is a perfect detector.
     chunks
         Scan chunks ``(cy, cx)`` of the data (and of the store).
     overwrite
@@ -391,6 +418,15 @@ def simulate_scan(
         raise InputError(f"scattered_fraction must lie in (0, 1), got {scattered_fraction}")
     if dark_noise < 0:
         raise InputError(f"dark_noise must be >= 0, got {dark_noise}")
+    for name, value in (
+        ("disc_edge_px", disc_edge_px),
+        ("psf_sigma_px", psf_sigma_px),
+        ("psf_tail", psf_tail),
+    ):
+        if not value >= 0:
+            raise InputError(f"{name} must be >= 0, got {value}")
+    if not psf_tail < 1 or not psf_tail_width_px > 0:
+        raise InputError("psf_tail must lie in [0, 1) and psf_tail_width_px must be positive")
     fwhm = probe_fwhm_nm or airy_probe_fwhm_nm(beam_energy_kev, convergence_semiangle_mrad)
     settings = _Settings(
         int(seed),
@@ -412,6 +448,10 @@ def simulate_scan(
         float(thickness_variation),
         float(crystal_contrast),
         float(halo_k_inv_nm),
+        float(disc_edge_px),
+        float(psf_sigma_px),
+        float(psf_tail),
+        float(psf_tail_width_px),
     )
     ds = _build(settings, chunk_shape)
     if store is None:
@@ -461,7 +501,7 @@ def _build(st: _Settings, chunk_shape: tuple[int, int]) -> xr.Dataset:
         for y, x, w in zip(gy, gx, intensity, strict=True):
             add_disc(image, beam_centre[0] + y, beam_centre[1] + x, disc_px, w)
         patterns.append(image)
-    pattern_arr = np.stack(patterns)
+    pattern_arr = _through_optics(np.stack(patterns), st)
     sums = pattern_arr.sum(axis=(1, 2), keepdims=True)
     pattern_arr = pattern_arr / np.where(sums > 0, sums, 1.0)
 
@@ -603,6 +643,36 @@ def _build(st: _Settings, chunk_shape: tuple[int, int]) -> xr.Dataset:
         "simulation": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(st).items()},
     }
     return xr.Dataset(variables, coords=coords, attrs=attrs)
+
+
+def _through_optics(patterns: np.ndarray, st: _Settings) -> np.ndarray:
+    """Soften the discs (every source but the halo, source 1), then the detector's PSF.
+
+    Parameters
+    ----------
+    patterns
+        ``(source, k_y, k_x)`` ideal patterns.
+    st
+        The settings (``disc_edge_px``, ``psf_*``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(source, k_y, k_x)`` as recorded (before the counting noise).
+    """
+    out = patterns.copy()
+    if st.disc_edge_px > 0:
+        edge = gaussian_kernel(st.disc_edge_px)
+        for s in (0, *range(2, out.shape[0])):
+            out[s] = convolve_same(out[s], edge)
+    if st.psf_sigma_px > 0 or st.psf_tail > 0:
+        qy, qx = out.shape[1:]
+        psf = detector_psf(
+            (2 * qy + 1, 2 * qx + 1), st.psf_sigma_px, st.psf_tail, st.psf_tail_width_px
+        )
+        for s in range(out.shape[0]):
+            out[s] = convolve_same(out[s], psf)
+    return out
 
 
 def _maps_chunk(*, model: _MapModel, block_info: dict[Any, Any] | None = None) -> np.ndarray:
