@@ -2,18 +2,25 @@
 
 Found components are matched one-to-one to the true sources by the Hungarian algorithm on
 the cosine similarity of their diffractions (over the pixels the fit used); each matched pair
-is then scored by the cosine of its diffractions and of its maps.
+is then scored by the cosine of its diffractions and of its maps. :func:`hole_depth` measures
+the artefact the diffraction-continuity constraint removes: a component's artificial dips
+where another source owns a Bragg disc (Kimoto et al., Fig. 1c).
 """
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 import xarray as xr
+from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 from .errors import InputError
+from .physics import bragg_disc_radius_inv_nm
 
-__all__ = ["cosine_matrix", "match_to_truth"]
+__all__ = ["cosine_matrix", "hole_depth", "hole_depth_of_truth", "match_to_truth"]
 
 
 def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -103,3 +110,291 @@ def match_to_truth(
         },
         coords=coords,
     )
+
+
+#: Pixels where a precipitate source's pattern exceeds this fraction of its maximum (its
+#: discs, faint ones and soft rims included) are kept out of the arcs.
+_EXCLUDE_THRESHOLD = 0.01
+
+
+def _beam_geometry(truth: xr.Dataset, beam: np.ndarray) -> tuple[tuple[float, float], float]:
+    """Beam centre ``(cy, cx)`` in pixels and the Bragg-disc radius in pixels.
+
+    The centre comes from ``attrs['beam_centre_px']``, else from the direct-beam pattern
+    (the centroid of its pixels above half its maximum); the radius from the calibration
+    (``alpha / lambda`` over the pixel size of ``k_x`` in 1/nm), else from the area of the
+    direct-beam disc above half its maximum.
+    """
+    bright = beam >= 0.5 * beam.max() if beam.max() > 0 else np.zeros(beam.shape, dtype=bool)
+    centre_attr = truth.attrs.get("beam_centre_px")
+    if centre_attr is not None and len(centre_attr) == 2:
+        centre = (float(centre_attr[0]), float(centre_attr[1]))
+    elif bright.any():
+        yy, xx = np.nonzero(bright)
+        weight = beam[yy, xx]
+        centre = (float(yy @ weight / weight.sum()), float(xx @ weight / weight.sum()))
+    else:
+        centre = ((beam.shape[0] - 1) / 2.0, (beam.shape[1] - 1) / 2.0)
+    radius = math.nan
+    try:
+        k_x = truth["k_x"]
+        if k_x.attrs.get("units") == "1/nm" and k_x.size > 1:
+            dk = abs(float(k_x[1] - k_x[0]))
+            radius = (
+                bragg_disc_radius_inv_nm(
+                    float(truth.attrs["beam_energy_kev"]),
+                    float(truth.attrs["convergence_semiangle_mrad"]),
+                )
+                / dk
+            )
+    except (KeyError, TypeError, ValueError):
+        radius = math.nan
+    if not math.isfinite(radius) or radius <= 0:
+        radius = math.sqrt(max(int(bright.sum()), 1) / math.pi)
+    return centre, max(radius, 1.0)
+
+
+def _bragg_discs(
+    pattern: np.ndarray, centre: tuple[float, float], radius: float, threshold: float
+) -> np.ndarray:
+    """Centres ``(n, 2)`` (pixels) of the Bragg discs of one source's pattern.
+
+    Local maxima, over a disc's footprint, of the pattern smoothed by half a disc radius,
+    above ``threshold`` of its maximum; the direct-beam disc (within 1.5 radii of the beam
+    centre) is left out; each centre is refined to the intensity-weighted centroid of the
+    pixels within a radius of it.
+    """
+    smooth = ndimage.gaussian_filter(np.asarray(pattern, dtype=np.float64), 0.5 * radius)
+    top = float(smooth.max())
+    if not top > 0:
+        return np.zeros((0, 2))
+    half = int(math.ceil(radius))
+    fy, fx = np.mgrid[-half : half + 1, -half : half + 1]
+    footprint = np.hypot(fy, fx) <= radius
+    local = ndimage.maximum_filter(smooth, footprint=footprint, mode="constant", cval=-np.inf)
+    peaks = np.argwhere((smooth >= local) & (smooth > threshold * top))
+    order = np.argsort(-smooth[peaks[:, 0], peaks[:, 1]])
+    yy, xx = np.indices(pattern.shape)
+    found: list[tuple[float, float]] = []
+    for py, px in peaks[order]:
+        if math.hypot(py - centre[0], px - centre[1]) < 1.5 * radius:
+            continue
+        if any(math.hypot(py - y, px - x) < radius for y, x in found):
+            continue
+        near = np.hypot(yy - py, xx - px) <= radius
+        weight = np.clip(pattern[near], 0.0, None)
+        if weight.sum() > 0:
+            found.append(
+                (float(yy[near] @ weight / weight.sum()), float(xx[near] @ weight / weight.sum()))
+            )
+        else:
+            found.append((float(py), float(px)))
+    return np.asarray(found, dtype=np.float64).reshape(-1, 2)
+
+
+def hole_depth(
+    result: xr.Dataset,
+    truth: xr.Dataset,
+    *,
+    match: xr.Dataset | np.ndarray | None = None,
+    disc_threshold: float = 0.1,
+    arc_offset: tuple[float, float] = (3.0, 8.0),
+) -> xr.Dataset:
+    """Depth of each component's artificial dips at the other sources' Bragg discs.
+
+    The artefact of primitive NMF that the diffraction-continuity constraint removes
+    (Kimoto et al., Fig. 1c): a component's diffraction shows holes where another component
+    owns a Bragg spot. For each found component ``k``, matched to source ``m_k`` by
+    :func:`match_to_truth`, and for every Bragg disc of every precipitate source other than
+    ``m_k`` (discs lying within two disc radii of one of ``m_k``'s own discs are skipped),
+    at radius ``R`` and angle ``theta`` about the beam centre:
+
+    - ``inside``: the component's mean over the disc's pixels;
+    - ``arc``: its mean over the arc of the same radius (``|rho - R| <= r / 2``) beside the
+      disc, at arc lengths ``arc_offset`` (in disc radii ``r``) on either side of it, leaving
+      out every pixel within 1.5 radii of a Bragg disc or of the direct beam and every pixel
+      where a precipitate source's pattern exceeds 1 % of its maximum (its faint discs and
+      soft rims), so the component's own spots do not bias it, while the arc follows a halo
+      ring;
+    - ``depth = max(0, arc - inside)``.
+
+    The component's hole depth is the mean depth over those discs divided by its mean
+    intensity over the fitted pixels. Only fitted pixels (``fit_mask``) are used throughout.
+
+    Parameters
+    ----------
+    result
+        A decomposition: ``diffractions (component, k_y, k_x)``, optionally ``fit_mask``.
+    truth
+        A simulated scan with ``true_patterns (source, k_y, k_x)`` (source 0 the direct beam),
+        optionally ``true_class`` (precipitates are the sources with a class >= 0; without it,
+        sources 2 and up), ``attrs['beam_centre_px']`` and the calibration.
+    match
+        The output of :func:`match_to_truth` (or its ``component`` per source as an array,
+        -1 for none); computed when omitted.
+    disc_threshold
+        A Bragg disc is a local maximum above this fraction of its source's maximum.
+    arc_offset
+        Arc lengths from a disc's centre, in disc radii, of the arc it is compared with.
+
+    Returns
+    -------
+    xarray.Dataset
+        Along ``component``: ``hole_depth`` (NaN where no other source's disc could be
+        measured or the component is empty), ``matched_source`` (-1 when unmatched) and
+        ``n_discs`` (discs averaged). Attrs: ``worst_hole_depth`` (the largest),
+        ``worst_component``, ``disc_radius_px``, ``beam_centre_px``.
+    """
+    if "diffractions" not in result.variables or "true_patterns" not in truth.variables:
+        raise InputError("hole_depth needs a result with diffractions and a simulated scan")
+    tp = np.asarray(truth["true_patterns"].values, dtype=np.float64)
+    fp = np.asarray(result["diffractions"].values, dtype=np.float64)
+    if tp.ndim != 3 or fp.ndim != 3:
+        raise InputError("hole_depth needs 2-D diffractions (k_y, k_x), not spectra")
+    if tp.shape[1:] != fp.shape[1:]:
+        raise InputError(
+            f"the result's diffractions are {fp.shape[1:]} and the truth's {tp.shape[1:]}; "
+            "score a result against the scan it was fitted to"
+        )
+    if not 0 < disc_threshold < 1 or not 0 <= arc_offset[0] < arc_offset[1]:
+        raise InputError("disc_threshold must lie in (0, 1) and arc_offset be (near, far)")
+    n_src, k = tp.shape[0], fp.shape[0]
+    fitted = np.ones(tp.shape[1:], dtype=bool)
+    if "fit_mask" in result.variables:
+        fitted = np.asarray(result["fit_mask"].values, dtype=bool).reshape(tp.shape[1:])
+    if match is None and "maps" in result.variables and "true_maps" in truth.variables:
+        match = match_to_truth(result, truth)
+    elif match is None:  # diffractions only: the same assignment, on the diffractions' cosine
+        used = fitted.reshape(-1)
+        cos = cosine_matrix(tp.reshape(n_src, -1)[:, used], fp.reshape(k, -1)[:, used])
+        rows, cols = linear_sum_assignment(-cos)
+        match = np.full(n_src, -1, dtype=np.int64)
+        match[rows] = cols
+    per_source = np.asarray(
+        match["component"].values if isinstance(match, xr.Dataset) else match, dtype=np.int64
+    ).reshape(-1)
+    if per_source.size != n_src:
+        raise InputError(f"match has {per_source.size} entries for {n_src} sources")
+    own = np.full(k, -1, dtype=np.int64)
+    for s, c in enumerate(per_source):
+        if 0 <= c < k:
+            own[c] = s
+    if "true_class" in truth.variables:
+        crystal = np.asarray(truth["true_class"].values).reshape(-1) >= 0
+    else:
+        crystal = np.arange(n_src) >= 2
+    crystal[0] = False  # the direct beam
+
+    centre, radius = _beam_geometry(truth, tp[0])
+    discs = [
+        _bragg_discs(tp[s], centre, radius, disc_threshold) if crystal[s] else np.zeros((0, 2))
+        for s in range(n_src)
+    ]
+    yy, xx = np.indices(tp.shape[1:])
+    rho = np.hypot(yy - centre[0], xx - centre[1])
+    phi = np.arctan2(yy - centre[0], xx - centre[1])
+    free = fitted & (rho > 1.5 * radius)
+    for s in range(n_src):  # every disc, faint ones and their soft rims too
+        if crystal[s] and tp[s].max() > 0:
+            free &= tp[s] <= _EXCLUDE_THRESHOLD * tp[s].max()
+            for cy, cx in discs[s]:
+                free &= np.hypot(yy - cy, xx - cx) > 1.5 * radius
+    flat = fp.reshape(k, -1)
+    disc_area = float(np.count_nonzero(np.hypot(*np.mgrid[-20:21, -20:21]) <= radius))
+
+    # depth of every component at every disc: (n_discs_total, k), and each disc's source
+    depths, disc_source, disc_at = [], [], []
+    for s in range(n_src):
+        for cy, cx in discs[s]:
+            inside = (np.hypot(yy - cy, xx - cx) <= radius) & fitted
+            if inside.sum() < 0.5 * min(disc_area, float(np.pi * radius**2)):
+                continue
+            r_disc = math.hypot(cy - centre[0], cx - centre[1])
+            theta = math.atan2(cy - centre[0], cx - centre[1])
+            along = np.abs(np.angle(np.exp(1j * (phi - theta)))) * r_disc
+            arc = (
+                free
+                & (np.abs(rho - r_disc) <= 0.5 * radius)
+                & (along >= arc_offset[0] * radius)
+                & (along <= arc_offset[1] * radius)
+            )
+            if arc.sum() < 4:
+                continue
+            arc_mean = flat[:, arc.reshape(-1)].mean(axis=1)
+            inside_mean = flat[:, inside.reshape(-1)].mean(axis=1)
+            depths.append(np.clip(arc_mean - inside_mean, 0.0, None))
+            disc_source.append(s)
+            disc_at.append((cy, cx))
+    depth_arr = np.asarray(depths, dtype=np.float64).reshape(-1, k)
+    source_arr = np.asarray(disc_source, dtype=np.int64)
+    at_arr = np.asarray(disc_at, dtype=np.float64).reshape(-1, 2)
+
+    mean_level = flat[:, fitted.reshape(-1)].mean(axis=1) if fitted.any() else np.zeros(k)
+    out = np.full(k, np.nan)
+    counts = np.zeros(k, dtype=np.int64)
+    for c in range(k):
+        use = source_arr != own[c]
+        if own[c] >= 0 and discs[own[c]].size and use.any():
+            mine = discs[own[c]]
+            gap = np.hypot(
+                at_arr[:, None, 0] - mine[None, :, 0], at_arr[:, None, 1] - mine[None, :, 1]
+            )
+            use &= gap.min(axis=1) >= 2.0 * radius
+        counts[c] = int(use.sum())
+        if counts[c] and mean_level[c] > 0:
+            out[c] = float(depth_arr[use, c].mean() / mean_level[c])
+    finite = np.isfinite(out)
+    worst = int(np.nanargmax(out)) if finite.any() else -1
+    attrs: dict[str, Any] = {
+        "worst_hole_depth": float(out[worst]) if worst >= 0 else math.nan,
+        "worst_component": worst,
+        "disc_radius_px": float(radius),
+        "beam_centre_px": [float(centre[0]), float(centre[1])],
+        "disc_threshold": float(disc_threshold),
+        "arc_offset": [float(arc_offset[0]), float(arc_offset[1])],
+    }
+    coords = {
+        "component": result["component"].values if "component" in result.coords else np.arange(k)
+    }
+    return xr.Dataset(
+        {
+            "hole_depth": (("component",), out),
+            "matched_source": (("component",), own),
+            "n_discs": (("component",), counts),
+        },
+        coords=coords,
+        attrs=attrs,
+    )
+
+
+def hole_depth_of_truth(truth: xr.Dataset, **kw: Any) -> xr.Dataset:
+    """:func:`hole_depth` of the true patterns, each source a component matched to itself.
+
+    The reference level of the measure: real patterns have no artificial dips, so what they
+    score is the measure's floor (halo curvature, point-spread tails, disc overlaps).
+
+    Parameters
+    ----------
+    truth
+        A simulated scan with ``true_patterns``.
+    **kw
+        ``disc_threshold`` and ``arc_offset`` of :func:`hole_depth`.
+
+    Returns
+    -------
+    xarray.Dataset
+        As :func:`hole_depth`, along ``component`` = the sources.
+    """
+    if "true_patterns" not in truth.variables:
+        raise InputError("truth lacks true_patterns; pass a simulated scan")
+    patterns = truth["true_patterns"]
+    as_result = xr.Dataset(
+        {"diffractions": patterns.rename(source="component").variable},
+        coords={
+            "component": np.asarray(
+                truth["source"].values if "source" in truth.coords else np.arange(patterns.shape[0])
+            )
+        },
+    )
+    identity = np.arange(patterns.shape[0])
+    return hole_depth(as_result, truth, match=identity, **kw)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from dask_stemnmf import InputError, match_to_truth
+from dask_stemnmf import InputError, match_to_truth, simulate_scan
+from dask_stemnmf.evaluate import hole_depth, hole_depth_of_truth
 
 from . import naive
 
@@ -67,3 +68,134 @@ def test_mismatched_inputs_are_refused():
         match_to_truth(fake(rng.random((2, 4, 4)), rng.random((2, 6, 6))), truth)
     with pytest.raises(InputError, match="lacks"):
         match_to_truth(truth, truth)
+
+
+# --- hole depth: the artificial dips of Kimoto et al.'s Fig. 1c ---
+
+
+def disc(shape, cy, cx, radius):
+    yy, xx = np.indices(shape)
+    return (np.hypot(yy - cy, xx - cx) <= radius).astype(np.float64)
+
+
+def synthetic_truth():
+    """Beam at the centre, a flat matrix, two precipitates with two discs each at |g| = 12 px."""
+    shape = (48, 48)
+    beam = disc(shape, 24, 24, 3)
+    matrix = np.ones(shape)
+    first = disc(shape, 12, 24, 3) + disc(shape, 36, 24, 3)
+    second = disc(shape, 24, 12, 3) + disc(shape, 24, 36, 3)
+    patterns = np.stack([beam, matrix, first, second])
+    patterns /= patterns.sum(axis=(1, 2), keepdims=True)
+    truth = xr.Dataset(
+        {
+            "true_patterns": (("source", "k_y", "k_x"), patterns),
+            "true_class": (("source",), np.array([-1, -1, 0, 1])),
+        },
+        coords={"source": np.arange(4)},
+        attrs={"beam_centre_px": [24.0, 24.0]},
+    )
+    return truth, patterns
+
+
+def as_result(diffractions, fit_mask=None):
+    ds = xr.Dataset({"diffractions": (("component", "k_y", "k_x"), diffractions)})
+    if fit_mask is not None:
+        ds["fit_mask"] = (("k_y", "k_x"), fit_mask)
+    return ds
+
+
+def test_hole_depth_is_the_dip_below_the_arc_over_the_mean():
+    truth, patterns = synthetic_truth()
+    shape = patterns.shape[1:]
+    # a flat component with holes at the other precipitate's discs (punched a bit wider)
+    holes_at_second = (disc(shape, 24, 12, 4) + disc(shape, 24, 36, 4)) > 0
+    holes_at_first = (disc(shape, 12, 24, 4) + disc(shape, 36, 24, 4)) > 0
+    a = np.where(holes_at_second, 0.0, 1.0)
+    b = np.where(holes_at_first, 0.0, 1.0)
+    result = as_result(np.stack([patterns[0], patterns[1], a, b]))
+    got = hole_depth(result, truth, match=np.arange(4))
+    assert list(got["matched_source"].values) == [0, 1, 2, 3]
+    # one per disc below an arc at 1: the depth over the component's mean
+    assert got["hole_depth"].values[2] == pytest.approx(1.0 / a.mean())
+    assert got["hole_depth"].values[3] == pytest.approx(1.0 / b.mean())
+    assert list(got["n_discs"].values) == [4, 4, 2, 2]
+    # the beam and the flat matrix have no dips
+    np.testing.assert_allclose(got["hole_depth"].values[:2], 0.0, atol=1e-12)
+    assert got.attrs["worst_hole_depth"] == pytest.approx(max(1 / a.mean(), 1 / b.mean()))
+    assert got.attrs["worst_component"] in (2, 3)
+    assert got.attrs["disc_radius_px"] == pytest.approx(3.0, abs=0.2)  # from the beam's area
+    # the component's own discs are no holes: matched the other way round, nothing is found
+    swapped = hole_depth(result, truth, match=np.array([0, 1, 3, 2]))
+    np.testing.assert_allclose(swapped["hole_depth"].values[2:], 0.0, atol=1e-12)
+    # holes outside the fitted pixels are not seen
+    masked = hole_depth(as_result(result["diffractions"].values, ~holes_at_second), truth,
+                        match=np.arange(4))  # fmt: skip
+    assert masked["n_discs"].values[2] == 0 and np.isnan(masked["hole_depth"].values[2])
+    # a scale does not change the measure
+    scaled = hole_depth(as_result(result["diffractions"].values * 7.0), truth, match=np.arange(4))
+    np.testing.assert_allclose(scaled["hole_depth"].values, got["hole_depth"].values)
+
+
+def test_unmatched_empty_and_amorphous_components_are_handled():
+    truth, patterns = synthetic_truth()
+    shape = patterns.shape[1:]
+    holes = (disc(shape, 24, 12, 4) + disc(shape, 24, 36, 4) + disc(shape, 12, 24, 4)) > 0
+    halo = np.where(holes, 0.0, patterns[1])  # an amorphous component with dips
+    extra = np.stack([*patterns, halo, np.zeros(shape)])
+    got = hole_depth(as_result(extra), truth)  # matched by the diffractions alone
+    assert list(got["matched_source"].values) == [0, 1, 2, 3, -1, -1]
+    # unmatched: every precipitate's disc counts; three of its four are holes
+    assert got["n_discs"].values[4] == 4
+    assert got["hole_depth"].values[4] == pytest.approx(0.75 / (halo.mean() / patterns[1, 0, 0]))
+    assert np.isnan(got["hole_depth"].values[5])  # empty: no mean to compare with
+    assert got.attrs["worst_component"] == 4
+    # fewer components than sources: the unmatched sources just have no component
+    few = hole_depth(as_result(patterns[:2]), truth)
+    assert list(few["matched_source"].values) == [0, 1]
+    np.testing.assert_allclose(few["hole_depth"].values, 0.0, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    return simulate_scan(scan=(24, 24), detector=(48, 48), precipitates=4, phases=2, seed=1)
+
+
+def test_true_patterns_have_no_holes_and_punched_ones_do(simulated):
+    truth = hole_depth_of_truth(simulated)
+    assert truth.sizes["component"] == simulated.sizes["source"]
+    assert list(truth["matched_source"].values) == list(range(simulated.sizes["source"]))
+    assert truth["n_discs"].values[1] > 10  # the matrix sees every precipitate's discs
+    assert truth.attrs["worst_hole_depth"] < 0.1
+    assert np.nanmax(truth["hole_depth"].values) < 0.1
+
+    tp = simulated["true_patterns"].values.astype(np.float64)
+    # holes in the matrix (halo) where the precipitates have their discs
+    owned = np.zeros(tp.shape[1:], dtype=bool)
+    for s in range(2, tp.shape[0]):
+        owned |= tp[s] > 0.05 * tp[s].max()
+    punched = tp.copy()
+    punched[1][owned] = 0.0
+    result = xr.Dataset(
+        {
+            "maps": (("component", "scan_y", "scan_x"), simulated["true_maps"].values),
+            "diffractions": (("component", "k_y", "k_x"), punched),
+        }
+    )
+    got = hole_depth(result, simulated)  # matched with match_to_truth
+    assert list(got["matched_source"].values) == list(range(tp.shape[0]))
+    assert got["hole_depth"].values[1] > 0.3
+    assert got.attrs["worst_component"] == 1
+    assert np.nanmax(np.delete(got["hole_depth"].values, 1)) < 0.1
+    # the same match passed in gives the same answer
+    again = hole_depth(result, simulated, match=match_to_truth(result, simulated))
+    xr.testing.assert_identical(again, got)
+
+
+def test_hole_depth_refuses_what_it_cannot_measure(simulated):
+    with pytest.raises(InputError, match="fitted to"):
+        hole_depth(as_result(np.ones((2, 8, 8))), simulated)
+    with pytest.raises(InputError, match="match"):
+        hole_depth(as_result(np.ones((2, 48, 48))), simulated, match=np.array([0, 1]))
+    with pytest.raises(InputError, match="diffractions"):
+        hole_depth(simulated, simulated)

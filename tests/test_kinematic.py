@@ -10,7 +10,7 @@ from scipy import ndimage
 
 pytest.importorskip("diffsims", reason="the kinematic generator needs the validation extra")
 
-from benchmarks.kinematic import (  # noqa: E402
+from benchmarks.kinematic import (
     PHASES,
     amorphous_intensity,
     detector_psf,
@@ -18,9 +18,9 @@ from benchmarks.kinematic import (  # noqa: E402
     main,
     zone_axis_spots,
 )
-from dask_stemnmf import open_4dstem  # noqa: E402
-from dask_stemnmf.physics import bragg_disc_radius_inv_nm  # noqa: E402
-from dask_stemnmf.schema import validate_dataset  # noqa: E402
+from dask_stemnmf import open_4dstem
+from dask_stemnmf.physics import bragg_disc_radius_inv_nm
+from dask_stemnmf.schema import validate_dataset
 
 SMALL = {"scan": (16, 20), "detector": (48, 48), "precipitates": 6, "phases": 2}
 
@@ -163,3 +163,11 @@ def test_command_line_writes_a_store(tmp_path):
     assert "true_patterns" in ds and ds.attrs["source"].startswith("benchmarks.kinematic")
     direct = kinematic_scan(scan=(6, 5), detector=(32, 32), precipitates=2, phases=2)
     np.testing.assert_array_equal(ds["intensity"].values, direct["intensity"].values)
+
+
+def test_true_patterns_have_no_artificial_dips(clean):
+    from dask_stemnmf.evaluate import hole_depth_of_truth
+
+    got = hole_depth_of_truth(clean)
+    assert got["n_discs"].values[1] > 10
+    assert got.attrs["worst_hole_depth"] < 0.1
