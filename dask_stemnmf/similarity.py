@@ -9,6 +9,7 @@ and the lower triangle mirrors them, so memory per task is bounded by the block 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Literal
 
 import dask.array as da
@@ -19,9 +20,11 @@ from dask.highlevelgraph import HighLevelGraph
 
 from ._kernels.masks import find_bright_field_disc, pattern_centres
 from ._kernels.polar import azimuthal_correlation_max, normalise_polar, polar_grid, polar_transform
-from .errors import InputError
+from .errors import InputError, StemNMFWarning
 
-__all__ = ["polar_patterns", "polar_spectra", "rotational_similarity"]
+__all__ = [
+    "MIN_RADIUS_PX", "default_r_range", "polar_patterns", "polar_spectra", "rotational_similarity",
+]  # fmt: skip
 
 Scaling = Literal["none", "sqrt", "log"]
 
@@ -67,6 +70,66 @@ def _centre_arg(stack: da.Array | np.ndarray, centre: Any) -> tuple[np.ndarray, 
     return arr.reshape(-1, 2), False
 
 
+#: The smallest radius range (pixels) over which rotation can be judged: a circle of radius
+#: 2 px crosses about a dozen pixels, one of 1 px only four.
+MIN_RADIUS_PX = 2.0
+
+
+def default_r_range(
+    shape: tuple[int, int], centre: tuple[float, float], central_mask_px: float | None = None
+) -> tuple[float, float]:
+    """Return the default polar radius range: central mask to the nearest detector edge.
+
+    The outer radius is the largest circle about ``centre`` that lies inside the detector
+    (beyond it a circle samples zeros outside the detector, which would read as angular
+    structure). The inner radius is ``central_mask_px`` (the direct beam left out) when
+    that leaves at least :data:`MIN_RADIUS_PX` of radius; when the bright-field disc covers
+    most of the detector (or the beam sits near an edge) the mask is dropped, with a note,
+    and the range starts at the centre.
+
+    Parameters
+    ----------
+    shape
+        ``(k_y, k_x)`` detector size in pixels.
+    centre
+        ``(y, x)`` the direct beam, pixels.
+    central_mask_px
+        Radius of the central-beam mask (``None`` or 0: none).
+
+    Returns
+    -------
+    tuple of float
+        ``(r_min, r_max)`` in pixels.
+
+    Raises
+    ------
+    InputError
+        When even the whole circle inside the detector is under :data:`MIN_RADIUS_PX` (tiny
+        detectors such as 4 x 5 pixels, or a centre at the edge): rotation cannot be judged.
+    """
+    ny, nx = shape
+    cy, cx = (float(v) for v in centre)
+    r_max = float(min(cy, cx, ny - 1 - cy, nx - 1 - cx))
+    if not r_max >= MIN_RADIUS_PX:
+        reach = f"{max(r_max, 0.0):.1f}" if np.isfinite(r_max) else "no"
+        raise InputError(
+            f"patterns of {ny} x {nx} pixels are too small to judge rotation: {reach} px of "
+            f"radius about the centre ({cy:.1f}, {cx:.1f}), at least {MIN_RADIUS_PX:g} needed "
+            "(pass centre=(y, x) or r_range=(r_min, r_max) if the centre is elsewhere)"
+        )
+    mask = float(central_mask_px or 0.0)
+    if r_max - mask >= MIN_RADIUS_PX:
+        return mask, r_max
+    warnings.warn(
+        f"the central-beam mask ({mask:.1f} px) reaches the detector edge nearest the centre "
+        f"({r_max:.1f} px away): rotation is judged over radii 0-{r_max:.1f} px, bright-field "
+        "disc included",
+        StemNMFWarning,
+        stacklevel=4,
+    )
+    return 0.0, r_max
+
+
 def _grid(
     shape: tuple[int, int],
     centres: np.ndarray,
@@ -77,14 +140,14 @@ def _grid(
 ) -> tuple[np.ndarray, np.ndarray]:
     if n_angles < 2:
         raise InputError(f"n_angles must be at least 2, got {n_angles}")
-    ny, nx = shape
     if r_range is None:
-        cy, cx = centres[:, 0].mean(), centres[:, 1].mean()
-        r_max = float(min(cy, cx, ny - 1 - cy, nx - 1 - cx))
-        r_range = (float(central_mask_px or 0.0), r_max)
+        centre = (centres[:, 0].mean(), centres[:, 1].mean())
+        r_range = default_r_range(shape, centre, central_mask_px)
     r_min, r_max = (float(v) for v in r_range)
     if not 0 <= r_min < r_max:
         raise InputError(f"r_range {r_range} is empty; choose 0 <= r_min < r_max (pixels)")
+    if n_radii is not None and n_radii < 1:
+        raise InputError(f"n_radii must be at least 1, got {n_radii}")
     n_r = int(n_radii) if n_radii is not None else max(2, int(np.ceil(r_max - r_min)) + 1)
     return polar_grid(n_r, n_angles, r_min, r_max)
 
@@ -140,7 +203,9 @@ def polar_patterns(
         Angles sampled over 360 degrees (the angular bin is ``360 / n_angles`` degrees).
     r_range
         ``(r_min, r_max)`` in pixels; default from ``central_mask_px`` (or 0) to the largest
-        radius inside the detector from the centre.
+        radius inside the detector from the centre, the mask dropped (with a note) when it
+        leaves less than :data:`MIN_RADIUS_PX` (see :func:`default_r_range`); patterns too
+        small for even that are refused with the reason.
     central_mask_px
         Radius of the central-beam mask in pixels: radii below it are not used.
     scaling

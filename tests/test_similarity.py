@@ -129,3 +129,32 @@ def test_a_lazy_stack_of_many_patterns_with_uneven_tiles(raise_if_dask_computes)
     each, _ = rotational_similarity(stack, centre="each", n_angles=90, central_mask_px=3, block=64)
     assert each.shape == (130, 130) and np.allclose(np.diag(each), 1.0)
     assert np.abs(each - whole[0]).max() < 0.2  # per-pattern centres move by noise only
+
+
+def test_the_radius_range_adapts_to_small_detectors_and_large_discs():
+    """Never an empty range: a bright-field disc wider than the room to the nearest edge is
+    dropped from the mask (with a note); a detector too small to judge rotation is refused
+    with the reason, not an empty range."""
+    from dask_stemnmf import StemNMFWarning
+    from dask_stemnmf.similarity import MIN_RADIUS_PX, default_r_range, polar_patterns
+
+    assert default_r_range((32, 32), (15.5, 15.5), 4.0) == (4.0, 15.5)
+    # a disc of 37 px about a beam 26 px from the detector's edge (the Merlin file's case)
+    with pytest.warns(StemNMFWarning, match="bright-field disc included"):
+        r_min, r_max = default_r_range((256, 256), (109.7, 26.3), 37.2)
+    assert (r_min, r_max) == (0.0, pytest.approx(26.3))
+    rng = np.random.default_rng(3)
+    small = rng.random((3, 26, 31))  # TopSpin's 26 x 31 patterns
+    with pytest.warns(StemNMFWarning):
+        polar, grid = polar_patterns(small, centre=(12.9, 13.9), central_mask_px=12.0)
+    assert polar.shape[1] >= 2 and grid["radii_px"][0] == 0.0
+    rho, _ = rotational_similarity(small, centre=(12.9, 13.9), central_mask_px=3.0)
+    assert np.allclose(np.diag(rho), 1.0)
+    tiny = rng.random((2, 4, 5))  # py4DSTEM's 4 x 5 patterns
+    with pytest.raises(InputError, match="too small to judge rotation"):
+        rotational_similarity(tiny)
+    with pytest.raises(InputError, match="too small to judge rotation"):
+        polar_patterns(rng.random((2, 40, 40)), centre=(1.0, 20.0))  # a centre at the edge
+    # an explicit range is the caller's: used as given
+    polar, grid = polar_patterns(tiny, centre=(1.5, 2.0), r_range=(0.0, 1.5), n_radii=3)
+    assert polar.shape == (2, 3, 360) and MIN_RADIUS_PX == 2.0
