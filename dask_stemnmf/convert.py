@@ -28,12 +28,38 @@ from .readers import RSCIIO_FORMATS, Axis, RawScan, read_raw
 from .schema import DIMS_4D, DIMS_SPECTRUM, SCHEMA_VERSION
 from .values import ValueReport, needs_value_pass, unchecked_report, value_report_from, value_stats
 
-__all__ = ["Calibration", "ConvertResult", "convert", "dataset_from_raw"]
+__all__ = ["Calibration", "ConvertResult", "convert", "dataset_from_raw", "value_notes"]
 
 _LENGTH_NM = {"nm": 1.0, "um": 1e3, "µm": 1e3, "μm": 1e3, "a": 0.1, "pm": 1e-3, "m": 1e9, "mm": 1e6}
 _INV_LENGTH = {"1/nm": 1.0, "1/a": 10.0, "1/pm": 1e3, "1/m": 1e-9, "1/um": 1e-3}
 _ANGLE_MRAD = {"mrad": 1.0, "mrads": 1.0, "rad": 1e3, "radian": 1e3, "radians": 1e3, "angle": 1e3}
 _ENERGY_EV = {"ev": 1.0, "kev": 1e3}
+
+
+def value_notes(report: ValueReport) -> list[str]:
+    """One line per finding of a value pass: NaN/Inf (refused by the fit), negative values.
+
+    Negative values (background-subtracted data) are not a fault: the fit clips them to 0 by
+    default (``negative="clip"``, or ``"offset"``, or ``"refuse"``).
+
+    Parameters
+    ----------
+    report
+        The value pass's report.
+
+    Returns
+    -------
+    list of str
+        The notes (empty when nothing was found).
+    """
+    lines = [line for line in report.problems() if "NaN" in line]
+    if report.n_negative:
+        lines.append(
+            f"{report.n_negative} negative values (min {report.minimum:g}), as after a "
+            "background subtraction; the fit clips them to 0 by default (job file "
+            "nmf.negative or `stemnmf run --negative offset|refuse` to choose otherwise)"
+        )
+    return lines
 
 
 def _normalise_units(units: str) -> str:
@@ -249,6 +275,7 @@ def convert(
         ds, out, overwrite=overwrite, chunks=chunks, also=also, extra_attrs=summary
     )
     report = value_report_from(results[0], n_values) if check else unchecked_report(n_values)
-    for line in notes + report.problems():
+    found = value_notes(report)
+    for line in notes + found:
         warnings.warn(line, StemNMFWarning, stacklevel=2)
-    return ConvertResult(out, report, notes + report.problems())
+    return ConvertResult(out, report, notes + found)

@@ -12,6 +12,7 @@ import dask
 import numpy as np
 
 from ._fsutil import directory_size
+from .convert import value_notes
 from .data import COMPUTE_ITEMSIZE, open_4dstem
 from .errors import StemNMFWarning
 from .physics import probe_fwhm_nm
@@ -37,7 +38,9 @@ def describe(store: str | os.PathLike[str], *, check_values: bool = True) -> dic
         Path of the zarr store.
     check_values
         Read all values once to count NaN, Inf and negative values (skipped for unsigned
-        integer counts, which cannot hold them).
+        integer counts, which cannot hold them). NaN or Inf make the scan fail to validate;
+        negative values and missing calibrations are notes only (the fit clips the former
+        and measures the maps' resolution from the data without the latter).
 
     Returns
     -------
@@ -113,14 +116,29 @@ def describe(store: str | os.PathLike[str], *, check_values: bool = True) -> dic
     else:
         report = unchecked_report(n_values)
     info["values"] = report.as_dict()
-    notes += report.problems()
-    for name in ("beam_energy_kev", "convergence_semiangle_mrad", "scan_step_nm"):
-        if math.isnan(info["attrs"][name]):
-            notes.append(f"{name} is unknown (NaN); set it when converting")
+    notes += value_notes(report)
+    for name, flag in _FLAGS.items():
+        value = info["attrs"][name]
+        if value is None or math.isnan(value):
+            notes.append(f"{name} is unknown; {_CONSEQUENCE[name]} (set it with {flag})")
     info["notes"] = notes
-    info["validates"] = report.ok or not report.checked
+    # negative values are clipped by the fit (a note above); NaN and Inf are refused
+    info["validates"] = report.n_nan == 0 and report.n_inf == 0
     return info
 
+
+_FLAGS = {
+    "beam_energy_kev": "`stemnmf convert --beam-energy KEV`",
+    "convergence_semiangle_mrad": "`stemnmf convert --convergence MRAD`",
+    "scan_step_nm": "`stemnmf convert --scan-step NM`",
+}
+_CONSEQUENCE = {
+    "beam_energy_kev": "the probe's resolution limit is unknown, the maps' is measured from "
+    "the data",
+    "convergence_semiangle_mrad": "the probe's resolution limit is unknown, the maps' is "
+    "measured from the data",
+    "scan_step_nm": "lengths are in scan pixels (px)",
+}
 
 _LABELS = {
     "beam_energy_kev": ("beam energy", "keV"),

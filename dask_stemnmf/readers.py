@@ -10,6 +10,7 @@ is :mod:`dask_stemnmf.convert`'s job.
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,8 +236,11 @@ def _read_rsciio(path: Path, plugin: str, chunks: tuple[int, int] | None) -> Raw
             f"reading {path.suffix} files needs the optional reader rosettasciio ({exc}); "
             "install it with: pip install 'dask_stemnmf[io]'"
         ) from None
+    options: dict[str, Any] = {"lazy": True}
+    if "show_progressbar" in inspect.signature(module.file_reader).parameters:
+        options["show_progressbar"] = False  # one line per command, no progress bars
     try:
-        signals = module.file_reader(str(path), lazy=True)
+        signals = module.file_reader(str(path), **options)
     except TypeError:
         signals = module.file_reader(str(path))
     except Exception as exc:  # readers raise many types on malformed files

@@ -86,8 +86,21 @@ def test_info_counts_bad_values_and_fails(tmp_path, capsys):
     before = tree_checksum(tmp_path / "bad.zarr")
     code, out, err = run(capsys, "info", tmp_path / "bad.zarr", *SYNC)
     assert "2 NaN, 0 Inf, 1 negative" in out and "validates:     no" in out
-    assert_one_line_error(code, err, "does not validate", "2 NaN", "negative")
+    assert_one_line_error(code, err, "does not validate", "2 NaN")
     assert tree_checksum(tmp_path / "bad.zarr") == before
+
+
+def test_negative_values_and_missing_calibrations_are_notes_not_refusals(tmp_path, capsys):
+    data = np.ones((4, 4, 5, 5), "float32")
+    data[1, 1, 1, 1] = -3
+    np.save(tmp_path / "neg.npy", data)
+    code, _, err = run(capsys, "convert", tmp_path / "neg.npy", tmp_path / "neg.zarr", *SYNC)
+    assert code == 0 and "note: 1 negative values (min -3)" in err and "clips them" in err
+    code, out, err = run(capsys, "info", tmp_path / "neg.zarr", *SYNC)
+    assert code == 0 and "validates:     yes" in out, err
+    assert "clips them to 0 by default" in out
+    assert "scan_step_nm is unknown; lengths are in scan pixels (px)" in out
+    assert "--scan-step NM" in out
 
 
 @pytest.mark.parametrize(
