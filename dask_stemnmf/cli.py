@@ -125,13 +125,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None, help="HDF5 dataset path")
     p.add_argument("--chunks", type=_chunks, default="auto", help="scan chunks, NxM or auto")
     p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--scan-step", type=_positive, default=None, help="nm")
-    p.add_argument("--k-step", type=_positive, default=None, help="detector pixel, in --k-units")
+    p.add_argument(
+        "--scan-step", type=_positive, default=None, metavar="NM",
+        help="scan step in nm, for files without it (e.g. Merlin .mib); without it the "
+        "scan is stored in px and the maps' resolution is measured in px",
+    )  # fmt: skip
+    p.add_argument(
+        "--k-step", type=_positive, default=None, metavar="VALUE",
+        help="detector pixel size in --k-units, for files without it (else stored in px)",
+    )  # fmt: skip
     p.add_argument("--k-units", choices=("1/nm", "mrad"), default="1/nm")
     p.add_argument("--energy-step", type=_positive, default=None, help="eV (spectrum images)")
     p.add_argument("--energy-offset", type=float, default=0.0, help="eV (spectrum images)")
-    p.add_argument("--beam-energy", type=_positive, default=None, help="keV")
-    p.add_argument("--convergence", type=_positive, default=None, help="semi-angle, mrad")
+    p.add_argument(
+        "--beam-energy", type=_positive, default=None, metavar="KEV",
+        help="beam energy in keV (with --convergence: the probe's resolution limit)",
+    )  # fmt: skip
+    p.add_argument(
+        "--convergence", type=_positive, default=None, metavar="MRAD",
+        help="probe convergence semi-angle in mrad (with --beam-energy)",
+    )  # fmt: skip
     _scheduler_arg(p, "threads")
     p.set_defaults(func=_cmd_convert)
 
@@ -150,7 +163,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--force", action="store_true", help="redo or replace an existing result")
     p.add_argument("--max-iter", type=int, default=None)
-    p.add_argument("--map-resolution", default=None, help="nm, 'probe' or 'none'")
+    p.add_argument(
+        "--map-resolution", default=None, metavar="RES",
+        help="map constraint: 'auto' (the resolution measured from the data), 'probe' (from "
+        "the beam energy and convergence), 'none', or a length in nm (default: the job "
+        "file's, else the engine's)",
+    )  # fmt: skip
+    p.add_argument(
+        "--negative", choices=("clip", "offset", "refuse"), default=None,
+        help="negative values (background-subtracted data): clip them to 0 (default), "
+        "offset all values, or refuse the scan",
+    )  # fmt: skip
     p.add_argument("--no-continuity", action="store_true", help="no diffraction continuity")
     p.add_argument("--compare", action="store_true", help="also PCA and primitive NMF")
     p.add_argument("--chunks", type=_pair, default=None, help="scan chunks, NxM")
@@ -221,7 +244,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         info = describe(args.store, check_values=not args.quick)
     print(json.dumps(info, indent=2) if args.json else format_description(info))
     if not info["validates"]:
-        problems = "; ".join(n for n in info["notes"] if "NaN" in n or "negative" in n)
+        problems = "; ".join(n for n in info["notes"] if "NaN" in n)
         raise InputError(f"{args.store} does not validate: {problems}")
     return 0
 
@@ -253,13 +276,17 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     resolution: Any = args.map_resolution
-    if resolution is not None and resolution not in ("probe", "none"):
+    if isinstance(resolution, str) and resolution.lower() in ("probe", "auto", "none"):
+        resolution = resolution.lower()
+    elif resolution is not None:
         try:
             resolution = float(resolution)
         except ValueError:
             raise InputError(
-                f"--map-resolution {resolution!r}: give nm, 'probe' or 'none'"
+                f"--map-resolution {resolution!r}: give a length in nm, 'auto', 'probe' or 'none'"
             ) from None
+        if not resolution > 0:
+            raise InputError(f"--map-resolution {args.map_resolution}: a length must be > 0 nm")
     return {
         "job.input": args.input,
         "job.output": args.output,
@@ -270,6 +297,7 @@ def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "nmf.n_components": args.components,
         "nmf.max_iter": args.max_iter,
         "nmf.map_resolution_nm": resolution,
+        "nmf.negative": args.negative,
         "nmf.diffraction_continuity": False if args.no_continuity else None,
         "classify.n_classes": args.n_classes,
         "classify.distance_threshold": args.distance_threshold,
@@ -289,12 +317,17 @@ def _where(args: argparse.Namespace, config: dict[str, Any]) -> Any:
 
 def _print_summary(outcome: Any) -> None:
     s = outcome.summary
-    kinds = ", ".join(f"{v} {k}" for k, v in sorted(s.get("kinds", {}).items()))
+    if "classes" in s:
+        kinds = ", ".join(f"{v} {k}" for k, v in sorted(s.get("kinds", {}).items()))
+        found = (
+            f"{s.get('components')} components ({kinds}), {s.get('classes')} crystalline "
+            f"classes, {s.get('precipitates')} precipitates"
+        )
+    else:
+        found = f"{s.get('components')} components, not classified (see the note)"
     print(
-        f"{outcome.status}: {outcome.output} - {s.get('components')} components ({kinds}), "
-        f"{s.get('classes')} crystalline classes, {s.get('precipitates')} precipitates, "
-        f"{s.get('iterations')} iterations, loss {s.get('final_loss', float('nan')):.4f}, "
-        f"{s.get('seconds')} s"
+        f"{outcome.status}: {outcome.output} - {found}, {s.get('iterations')} iterations, "
+        f"loss {s.get('final_loss', float('nan')):.4f}, {s.get('seconds')} s"
     )
 
 
@@ -337,6 +370,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"up to date: {outcome.output} was made with this configuration and input; "
             "nothing to do (pass --force to redo)"
         )
+        if outcome.summary.get("note"):
+            print(f"note: {outcome.summary['note']}", file=sys.stderr)
         return 0
     _print_summary(outcome)
     return 0
@@ -391,9 +426,13 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
 
 
 def _report(caught: list[warnings.WarningMessage]) -> None:
+    seen: set[str] = set()
     for w in caught:
         if issubclass(w.category, StemNMFWarning):
-            print(f"note: {w.message}", file=sys.stderr)
+            text = str(w.message).removeprefix("note: ")
+            if text not in seen:  # the same note from two steps is printed once
+                seen.add(text)
+                print(f"note: {text}", file=sys.stderr)
         else:
             print(
                 warnings.formatwarning(w.message, w.category, w.filename, w.lineno),

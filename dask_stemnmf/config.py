@@ -4,12 +4,19 @@ The file is read with YAML's safe loader only (no Python object tags), every key
 against :data:`SCHEMA` (unknown keys and bad values are refused with the key named), and the
 command line's flags override it. The resolved configuration has a hash that, with the input's
 fingerprint, tells a scheduled re-run that its result is already there.
+
+``nmf.map_resolution_nm`` takes ``"probe"``, ``"auto"``, ``"none"`` (or ``null``: no map
+constraint) or a length in nm; its default is :class:`~dask_stemnmf.ConstrainedNMF`'s own
+(read from the class, so the job file, the command line and Python agree). ``nmf.negative``
+says what to do with negative values (background-subtracted data): ``"clip"`` (default, with
+a note giving their count and minimum), ``"offset"`` or ``"refuse"``.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -17,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .nmf import ConstrainedNMF
 
 __all__ = ["SCHEMA", "config_hash", "input_fingerprint", "load_config", "resolve_config"]
 
@@ -51,6 +59,20 @@ def _either(*checks: tuple[Check, str]) -> tuple[Check, str]:
 _STR = ((lambda v: isinstance(v, str) and v != ""), "a non-empty string")
 _BOOL = ((lambda v: isinstance(v, bool)), "true or false")
 _NONE = ((lambda v: v is None), "null")
+
+
+def _engine_default(name: str) -> Any:
+    """Return a :class:`~dask_stemnmf.ConstrainedNMF` default (one source of truth)."""
+    return inspect.signature(ConstrainedNMF).parameters[name].default
+
+
+#: Spellings of "no map constraint" besides YAML's ``null`` (normalised to ``None``).
+_NO_RESOLUTION = ("none", "None", "off")
+_RESOLUTION = (
+    _either(_one_of("probe", "auto", *_NO_RESOLUTION), _NONE, _num(0, strict=True))[0],
+    "'probe', 'auto', 'none' (or null: no map constraint) or a length in nm > 0",
+)
+
 _PAIR = (
     (lambda v: isinstance(v, list) and len(v) == 2 and all(_int(1)[0](x) for x in v)),
     "a list of two positive integers",
@@ -70,7 +92,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, tuple[Check, str]]]] = {
     "nmf": {
         "n_components": (12, _int(1)),
         "solver": ("hals", _one_of("hals", "mu", "als")),
-        "map_resolution_nm": ("probe", _either(_one_of("probe"), _NONE, _num(0, strict=True))),
+        "map_resolution_nm": (_engine_default("map_resolution_nm"), _RESOLUTION),
         "diffraction_continuity": (True, _BOOL),
         "init": ("nndsvda", _one_of("nndsvda", "random")),
         "max_iter": (200, _int(1)),
@@ -81,7 +103,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, tuple[Check, str]]]] = {
         "dip_sigma": (4.0, _num(0)),
         "bright_field_mask": ("auto", _either(_one_of("auto"), _NONE, _num(0, strict=True))),
         "noise_normalisation": (False, _BOOL),
-        "negative": (None, _either(_NONE, _one_of("clip", "offset"))),
+        "negative": ("clip", _one_of("clip", "offset", "refuse")),
         "persist": ("auto", _either(_one_of("auto"), _BOOL)),
     },
     "classify": {
@@ -102,13 +124,17 @@ def default_config() -> dict[str, Any]:
     return {sec: {k: copy.deepcopy(v[0]) for k, v in keys.items()} for sec, keys in SCHEMA.items()}
 
 
-def _check(section: str, key: str, value: Any) -> None:
+def _check(section: str, key: str, value: Any) -> Any:
+    """Refuse an unknown key or a bad value; return the value in its canonical spelling."""
     if key not in SCHEMA[section]:
         known = ", ".join(sorted(SCHEMA[section]))
         raise InputError(f"config: unknown key '{section}.{key}'; known keys: {known}")
     check, description = SCHEMA[section][key][1]
     if not check(value):
         raise InputError(f"config: '{section}.{key}' must be {description}, got {value!r}")
+    if (section, key) == ("nmf", "map_resolution_nm") and value in _NO_RESOLUTION:
+        return None
+    return value
 
 
 def resolve_config(
@@ -142,14 +168,12 @@ def resolve_config(
         if not isinstance(values, Mapping):
             raise InputError(f"config: section '{section}' must be a mapping of keys to values")
         for key, value in values.items():
-            _check(section, str(key), value)
-            config[section][str(key)] = value
+            config[section][str(key)] = _check(section, str(key), value)
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
         section, key = dotted.split(".", 1)
-        _check(section, key, value)
-        config[section][key] = value
+        config[section][key] = _check(section, key, value)
     return config
 
 

@@ -1,11 +1,13 @@
 """The whole job: decomposition, classification and one result store (``stemnmf run``).
 
 The input is opened read-only. The result is written to a hidden temporary store beside the
-output and renamed into place when complete. Every ``checkpoint_every`` iterations the fit's
-state goes to a hidden ``.NAME.checkpoint.npz`` beside the output (atomically), so that
-``resume=True`` continues a killed run and ends with the same result as an uninterrupted one.
-A re-run with the same configuration and input finds the result up to date and skips the
-work unless ``force=True``.
+output and renamed into place when complete: first the decomposition as soon as the fit ends
+(``classification="pending"``), then with the classification (``"done"``), or, should the
+classification fail, with the reason (``"failed"``); a finished fit is never thrown away.
+Every ``checkpoint_every`` iterations the fit's state goes to a hidden
+``.NAME.checkpoint.npz`` beside the output (atomically), so that ``resume=True`` continues a
+killed run and ends with the same result as an uninterrupted one. A re-run with the same
+configuration and input finds the result up to date and skips the work unless ``force=True``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,12 +31,18 @@ from ._kernels.masks import disc_mask, find_bright_field_disc
 from .classify import classify
 from .config import config_hash, input_fingerprint
 from .data import _clean_attrs, open_4dstem
-from .errors import InputError, OutputExistsError
+from .errors import InputError, OutputExistsError, StemNMFError, StemNMFWarning
 from .nmf import ConstrainedNMF, decompose, pca
 from .nmf.versions import versions
 from .progress import IterationProgress
 
-__all__ = ["Checked", "JobOutcome", "checkpoint_path", "open_result", "preflight", "run_job"]
+__all__ = [
+    "CLASSIFIED", "FAILED", "PENDING", "Checked", "JobOutcome", "checkpoint_path", "open_result",
+    "preflight", "run_job",
+]  # fmt: skip
+
+#: The result's ``classification`` attribute: classified, not yet, or failed (see the note).
+CLASSIFIED, PENDING, FAILED = "done", "pending", "failed"
 
 
 @dataclass
@@ -129,22 +138,32 @@ def _check_chunk_memory(ds: xr.Dataset, chunks: Any) -> None:
 
 @dataclass
 class Checked:
-    """A job checked by :func:`preflight`: the opened scan, its tag, and whether it is done."""
+    """A job checked by :func:`preflight`: the opened scan, its tag, and how far it got.
+
+    ``done`` is the outcome when the output is up to date; ``pending`` is true when the
+    output holds this job's decomposition and only the classification is left to do (a run
+    killed after its fit).
+    """
 
     ds: xr.Dataset
     tag: dict[str, str]
     done: JobOutcome | None
+    pending: bool = False
 
 
 def preflight(config: dict[str, Any], *, force: bool = False) -> Checked:
     """Check a job before any work: the input opens, the output may be written.
+
+    A scan without calibrations (``scan_step_nm`` NaN, coordinates in ``px``) is not refused:
+    the fit falls back to what the data say, and lengths are reported in pixels.
 
     Returns
     -------
     Checked
         The opened scan (lazy), the configuration hash and input fingerprint, and ``done``:
         ``"up to date"`` when the output was made with this configuration and input (and
-        not ``force``), else ``None``.
+        not ``force``), else ``None``; ``pending`` when the output holds this job's
+        decomposition but not yet its classification.
     """
     job = config["job"]
     if not job["input"] or not job["output"]:
@@ -178,6 +197,8 @@ def preflight(config: dict[str, Any], *, force: bool = False) -> Checked:
         and existing.get("input_fingerprint") == tag["input"]
     )
     if same and not force:
+        if existing.get("classification") == PENDING:
+            return Checked(ds, tag, None, pending=True)
         summary = json.loads(existing.get("summary", "{}"))
         return Checked(ds, tag, JobOutcome("up to date", output, summary))
     if not force:
@@ -186,6 +207,113 @@ def preflight(config: dict[str, Any], *, force: bool = False) -> Checked:
             "pass --force to replace it"
         )
     return Checked(ds, tag, None)
+
+
+def _fit(
+    ds: xr.Dataset,
+    config: dict[str, Any],
+    state: dict[str, Any] | None,
+    checkpoint: Any,
+    out: TextIO,
+) -> tuple[xr.Dataset, dict[str, Any]]:
+    """Fit the scan; return the decomposition (with the baselines) and the fit's attrs."""
+    job, nmf_kw = config["job"], dict(config["nmf"])
+    k = nmf_kw.pop("n_components")
+    progress = IterationProgress(
+        nmf_kw["max_iter"], out=out, start=0 if state is None else state["iteration"]
+    )
+    model = ConstrainedNMF(
+        k, callback=progress, checkpoint=checkpoint, checkpoint_every=job["checkpoint_every"],
+        **nmf_kw,
+    )  # fmt: skip
+    try:
+        model.fit(ds, resume=state)
+    finally:
+        progress.close()
+    result = model.result_
+    disc = (result.attrs.get("masks") or {}).get("bright_field_disc")
+    vdf, mean = dask.compute(*_dark_field(ds, disc))  # one pass over the data for both
+    decomposed = result.copy()
+    decomposed.attrs = {}
+    decomposed["virtual_dark_field"] = (("scan_y", "scan_x"), vdf)
+    decomposed["mean_pattern"] = (result["diffractions"].dims[1:], mean)
+    if job["compare"]:
+        for name, res in (
+            ("pca", pca(ds, k, random_state=nmf_kw["random_state"])),
+            ("primitive", decompose(
+                ds, k, **{**nmf_kw, "map_resolution_nm": None, "diffraction_continuity": False}
+            )),
+        ):  # fmt: skip
+            for var in ("maps", "diffractions"):
+                decomposed[f"{name}_{var}"] = res[var]
+    if disc is None and mean.ndim == 2:
+        try:
+            cy, cx, radius = find_bright_field_disc(mean)
+            disc = {"centre_px": [cy, cx], "radius_px": radius}
+        except (ValueError, FloatingPointError):  # no disc to find (e.g. an all-zero mean)
+            disc = None
+    nmf_attrs = dict(result.attrs)
+    nmf_attrs["pipeline_bright_field_disc"] = disc
+    return decomposed.compute(), nmf_attrs
+
+
+def _one_line(exc: BaseException) -> str:
+    """Return an exception as one line: its message, named by its type unless it is ours."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else "no message"
+    return text if isinstance(exc, StemNMFError) else f"{type(exc).__name__}: {text}"
+
+
+def _classified(
+    decomposed: xr.Dataset, cls_kw: dict[str, Any], output: Path
+) -> tuple[xr.Dataset, dict[str, Any], str]:
+    """Classify a decomposition; on any failure keep the decomposition and say why.
+
+    Returns
+    -------
+    dataset : xarray.Dataset
+        The decomposition with the classification's variables (or alone, on failure).
+    found : dict
+        For the summary: ``classes``, ``precipitates``, ``kinds``; or ``note`` on failure.
+    status : str
+        :data:`CLASSIFIED` or :data:`FAILED`.
+    """
+    nmf_attrs = json.loads(decomposed.attrs.get("nmf", "{}"))
+    disc = (nmf_attrs.get("masks") or {}).get("bright_field_disc")
+    components = decomposed[["maps", "diffractions"]]
+    components.attrs = {"masks": {"bright_field_disc": disc}} if disc else {}
+    try:
+        classes = classify(components, **cls_kw)
+    except Exception as exc:  # a finished fit is never thrown away by its classification
+        note = f"classification failed: {_one_line(exc)}; the decomposition is in {output}"
+        warnings.warn(note, StemNMFWarning, stacklevel=3)
+        return decomposed, {"note": note}, FAILED
+    sig = list(decomposed["diffractions"].dims[1:])
+    merged = xr.merge(
+        [decomposed, classes.drop_vars(["scan_y", "scan_x", *sig])],
+        compat="override", combine_attrs="override",
+    )  # fmt: skip
+    # class_label says the kind (-1 amorphous, -2 direct beam); zarr 3 has no stable string type
+    merged = merged.drop_vars("kind")
+    kinds = classes["kind"].values
+    found = {
+        "classes": int(classes.sizes["class"]),
+        "precipitates": int(classes.sizes["precipitate"]),
+        "kinds": {str(v): int((kinds == v).sum()) for v in sorted(set(kinds))},
+    }
+    merged.attrs = {**decomposed.attrs, "classify": json.dumps(_clean_attrs(classes.attrs))}
+    return merged, found, CLASSIFIED
+
+
+def _write(ds: xr.Dataset, output: Path) -> None:
+    """Write a result store atomically (a hidden temporary store renamed into place)."""
+    ds = ds.copy()
+    ds.attrs = _clean_attrs(ds.attrs)
+    for var in ds.variables.values():
+        var.attrs = _clean_attrs(var.attrs)
+        var.encoding = {}
+    with atomic_output(output, overwrite=True) as tmp:
+        ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False)
 
 
 def run_job(
@@ -197,6 +325,15 @@ def run_job(
     checked: Checked | None = None,
 ) -> JobOutcome:
     """Run decomposition and classification on a scan and write one result store.
+
+    The decomposition is written to the output (atomically) as soon as the fit ends, with
+    the attribute ``classification="pending"``; the classification is then added and the
+    store rewritten with ``classification="done"``. Should the classification fail (any
+    exception), the store keeps the decomposition, says ``classification="failed"`` with the
+    reason in ``classification_note``, and the reason is issued as a
+    :class:`~dask_stemnmf.errors.StemNMFWarning`: a finished fit is never thrown away. A run
+    killed during the classification leaves the decomposition, and the next run with the
+    same configuration and input only classifies it.
 
     Parameters
     ----------
@@ -217,92 +354,64 @@ def run_job(
     Returns
     -------
     JobOutcome
-        ``status`` ``"done"`` or ``"up to date"``.
+        ``status`` ``"done"`` or ``"up to date"``; the summary holds ``classification``
+        (``"done"`` or ``"failed"``) and, on failure, the ``note``.
     """
     out = log or sys.stderr
-    job, nmf_kw, cls_kw = config["job"], dict(config["nmf"]), dict(config["classify"])
+    job = config["job"]
     checked = checked or preflight(config, force=force)
     if checked.done is not None:
         return checked.done
     source, output = Path(job["input"]), Path(job["output"])
     ds, tag = checked.ds, checked.tag
-    if job["chunks"] != "auto":
-        ds = ds.chunk({"scan_y": job["chunks"][0], "scan_x": job["chunks"][1]})
     start = time.perf_counter()
-    ckpt = checkpoint_path(output)
-    state = _load_checkpoint(ckpt, tag) if resume else None
-    if resume and state is None:
-        print("no checkpoint for this configuration and input: starting afresh", file=out)
-    elif state is not None:
-        print(f"resuming from the checkpoint at iteration {state['iteration']}", file=out)
-    k = nmf_kw.pop("n_components")
-    progress = IterationProgress(
-        nmf_kw["max_iter"], out=out, start=0 if state is None else state["iteration"]
-    )
-    model = ConstrainedNMF(
-        k, callback=progress, checkpoint=lambda s: _save_checkpoint(ckpt, s, tag),
-        checkpoint_every=job["checkpoint_every"], **nmf_kw,
-    )  # fmt: skip
-    try:
-        model.fit(ds, resume=state)
-    finally:
-        progress.close()
-    result = model.result_
-    classes = classify(result, **cls_kw)
-    disc = (result.attrs.get("masks") or {}).get("bright_field_disc")
-    vdf, mean = dask.compute(*_dark_field(ds, disc))  # one pass over the data for both
-    parts = [result, classes.drop_vars(["scan_y", "scan_x", *result["diffractions"].dims[1:]])]
-    merged = xr.merge(parts, compat="override", combine_attrs="drop_conflicts")
-    merged["virtual_dark_field"] = (("scan_y", "scan_x"), vdf)
-    merged["mean_pattern"] = (result["diffractions"].dims[1:], mean)
-    if job["compare"]:
-        for name, res in (
-            ("pca", pca(ds, k, random_state=nmf_kw["random_state"])),
-            ("primitive", decompose(
-                ds, k, **{**nmf_kw, "map_resolution_nm": None, "diffraction_continuity": False}
-            )),
-        ):  # fmt: skip
-            for var in ("maps", "diffractions"):
-                merged[f"{name}_{var}"] = res[var]
-    if disc is None:
-        disc_found = find_bright_field_disc(mean)
-        disc = {"centre_px": list(disc_found[:2]), "radius_px": disc_found[2]}
-    summary = {
-        "components": int(k),
-        "iterations": int(result.attrs["n_iter"]),
-        "converged": bool(result.attrs["converged"]),
-        "final_loss": float(result["loss"].values[-1]),
-        "classes": int(classes.sizes["class"]),
-        "precipitates": int(classes.sizes["precipitate"]),
-        "kinds": {
-            str(v): int((classes["kind"].values == v).sum()) for v in set(classes["kind"].values)
-        },
-        "seconds": round(time.perf_counter() - start, 2),
-    }
-    attrs = {
-        "config": json.dumps(config, sort_keys=True),
-        "config_hash": tag["config_hash"],
-        "input_fingerprint": tag["input"],
-        "input": str(source),
-        "versions": versions(),
-        "summary": json.dumps(summary),
-        "nmf": json.dumps(_clean_attrs(result.attrs)),
-        "classify": json.dumps(_clean_attrs(classes.attrs)),
-        "bright_field_disc": _clean_attrs(disc),
-        "scan_step_nm": float(ds.attrs.get("scan_step_nm", float("nan"))),
-        "probe_fwhm_nm": float(ds.attrs.get("probe_fwhm_nm", float("nan"))),
-        "writer": "dask_stemnmf stemnmf run",
-    }
-    merged.attrs = _clean_attrs(attrs)
-    for var in merged.variables.values():
-        var.attrs = _clean_attrs(var.attrs)
-        var.encoding = {}
-    # class_label says the kind (-1 amorphous, -2 direct beam); zarr 3 has no stable string type
-    merged = merged.drop_vars("kind")
-    with atomic_output(output, overwrite=True) as tmp:
-        merged.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False)
-    ckpt.unlink(missing_ok=True)
+    if checked.pending:
+        print(f"{output} holds this job's decomposition: classifying it", file=out)
+        decomposed = open_result(output).load()
+        summary = json.loads(decomposed.attrs.get("summary", "{}"))
+    else:
+        if job["chunks"] != "auto":
+            ds = ds.chunk({"scan_y": job["chunks"][0], "scan_x": job["chunks"][1]})
+        ckpt = checkpoint_path(output)
+        state = _load_checkpoint(ckpt, tag) if resume else None
+        if resume and state is None:
+            print("no checkpoint for this configuration and input: starting afresh", file=out)
+        elif state is not None:
+            print(f"resuming from the checkpoint at iteration {state['iteration']}", file=out)
+        decomposed, nmf_attrs = _fit(
+            ds, config, state, lambda s: _save_checkpoint(ckpt, s, tag), out
+        )
+        disc = nmf_attrs.pop("pipeline_bright_field_disc")
+        summary = {
+            "components": int(decomposed.sizes["component"]),
+            "iterations": int(nmf_attrs["n_iter"]),
+            "converged": bool(nmf_attrs["converged"]),
+            "final_loss": float(decomposed["loss"].values[-1]),
+        }
+        decomposed.attrs = {
+            "config": json.dumps(config, sort_keys=True),
+            "config_hash": tag["config_hash"],
+            "input_fingerprint": tag["input"],
+            "input": str(source),
+            "versions": versions(),
+            "summary": json.dumps({**summary, "classification": PENDING}),
+            "nmf": json.dumps(_clean_attrs(nmf_attrs)),
+            "bright_field_disc": disc,
+            "scan_step_nm": float(ds.attrs.get("scan_step_nm", float("nan"))),
+            "probe_fwhm_nm": float(ds.attrs.get("probe_fwhm_nm", float("nan"))),
+            "classification": PENDING,
+            "writer": "dask_stemnmf stemnmf run",
+        }
+        _write(decomposed, output)  # the fit is safe from here on
+        ckpt.unlink(missing_ok=True)
+    final, found, status = _classified(decomposed, dict(config["classify"]), output)
+    summary = {**summary, **found, "classification": status}
     summary["seconds"] = round(time.perf_counter() - start, 2)
+    final.attrs["summary"] = json.dumps(summary)
+    final.attrs["classification"] = status
+    if status == FAILED:
+        final.attrs["classification_note"] = found["note"]
+    _write(final, output)
     return JobOutcome("done", output, summary)
 
 

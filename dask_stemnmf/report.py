@@ -1,6 +1,9 @@
 """Figures (PNG) and one self-contained ``index.html`` from a result store (``stemnmf report``).
 
 Every link in the page is a file inside the report folder; nothing is fetched from elsewhere.
+A result whose classification failed (or has not run) still gets a page: the decomposition's
+figures, and a note in place of the classification's. Lengths are in nm where the scan is
+calibrated and in scan pixels (px) where it is not.
 """
 
 from __future__ import annotations
@@ -70,11 +73,41 @@ def _components(ds: xr.Dataset, prefix: str, path: Path, title: str) -> None:
     _save(fig, path)
 
 
-def _map_ffts(ds: xr.Dataset, prefix: str, path: Path, cutoff: float, title: str) -> None:
-    """``|FFT|`` of each map with the resolution cutoff drawn (1/nm)."""
+def _float(value: Any) -> float:
+    """Return an attribute as a float (NaN when missing or not a number)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _scan_units(ds: xr.Dataset) -> str:
+    """Units of the scan coordinates: ``"nm"``, or ``"px"`` for an uncalibrated scan."""
+    return str(ds["scan_y"].attrs.get("units", "") or "px")
+
+
+def _frequency_scale(ds: xr.Dataset, nmf: dict[str, Any]) -> tuple[float, str, float]:
+    """Return the maps' sampling step, its frequency unit and the map cutoff in that unit.
+
+    In nm when the scan step is known, else in scan pixels (``1/px``); the cutoff is NaN
+    when the fit had no map constraint.
+    """
+    step = _float(ds.attrs.get("scan_step_nm"))
+    if np.isfinite(step) and step > 0:
+        cutoff = _float(nmf.get("map_cutoff_inv_nm"))
+        if not np.isfinite(cutoff):
+            cutoff = _float(nmf.get("map_cutoff_cycles_per_px")) / step
+        return step, "1/nm", cutoff
+    return 1.0, "1/px", _float(nmf.get("map_cutoff_cycles_per_px"))
+
+
+def _map_ffts(
+    ds: xr.Dataset, prefix: str, path: Path, scale: tuple[float, str, float], title: str
+) -> None:
+    """``|FFT|`` of each map with the resolution cutoff drawn (1/nm, or 1/px uncalibrated)."""
     plt = _plt()
     maps = np.asarray(ds[f"{prefix}maps"].values, dtype=float)
-    step = float(ds.attrs.get("scan_step_nm", 1.0))
+    step, unit, cutoff = scale
     k = maps.shape[0]
     rows, cols = _grid(k, 6)
     fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.1 * rows), squeeze=False)
@@ -95,7 +128,7 @@ def _map_ffts(ds: xr.Dataset, prefix: str, path: Path, cutoff: float, title: str
             t = np.linspace(0, 2 * np.pi, 200)
             ax.plot(cutoff * np.cos(t), cutoff * np.sin(t), "r--", lw=0.8)
         ax.set_title(str(j), fontsize=8)
-    fig.suptitle(title + " (mirror-extended, 1/nm; dashed: resolution cutoff)")
+    fig.suptitle(title + f" (mirror-extended, {unit}; dashed: resolution cutoff)")
     _save(fig, path)
 
 
@@ -149,8 +182,9 @@ def _class_maps(ds: xr.Dataset, path: Path) -> None:
     ax.plot(xs, ys, "w+", ms=8)
     if maps.shape[0]:
         ax.legend(loc="upper right", fontsize=7)
-    ax.set_xlabel("x (nm)")
-    ax.set_ylabel("y (nm)")
+    units = _scan_units(ds)
+    ax.set_xlabel(f"x ({units})")
+    ax.set_ylabel(f"y ({units})")
     ax.set_title("class maps over the dark-field image\n(+: precipitates)", fontsize=10)
     _save(fig, path)
 
@@ -171,9 +205,10 @@ def _class_patterns(ds: xr.Dataset, path: Path) -> None:
 
 
 def _table(ds: xr.Dataset) -> str:
+    u = _scan_units(ds)
     cols = [
-        ("id", None), ("class", "precipitate_class"), ("centre y (nm)", "centroid_y_nm"),
-        ("centre x (nm)", "centroid_x_nm"), ("area (nm²)", "area_nm2"),
+        ("id", None), ("class", "precipitate_class"), (f"centre y ({u})", "centroid_y_nm"),
+        (f"centre x ({u})", "centroid_x_nm"), (f"area ({u}²)", "area_nm2"),
         ("rotation (deg)", "precipitate_rotation_deg"), ("component", "precipitate_component"),
     ]  # fmt: skip
     head = "".join(f"<th>{html.escape(name)}</th>" for name, _ in cols)
@@ -193,7 +228,32 @@ body { font-family: sans-serif; max-width: 1100px; margin: 1em auto; color: #222
 img { max-width: 100%; border: 1px solid #ddd; }
 table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 2px 8px; }
 figure { margin: 1.5em 0; } figcaption { color: #555; font-size: 0.9em; }
+.note { background: #fff6d6; border-left: 4px solid #e0b000; padding: 4px 10px; }
 """
+
+
+def _classification_note(ds: xr.Dataset) -> str:
+    """Why a result has no classification (empty when it has one)."""
+    if "class_label" in ds:
+        return ""
+    note = str(ds.attrs.get("classification_note", ""))
+    if note:
+        return note
+    return (
+        "the classification has not run (the job stopped after the fit): run the same "
+        "`stemnmf run` again to finish it"
+    )
+
+
+def _notes(ds: xr.Dataset, nmf: dict[str, Any]) -> list[str]:
+    """Return what a reader should know: the fit's notes, calibrations, the classification."""
+    notes = [str(n) for n in nmf.get("notes", []) or []]
+    if not np.isfinite(_float(ds.attrs.get("scan_step_nm"))):
+        notes.append("the scan step is unknown: scan lengths are in scan pixels (px)")
+    classification = _classification_note(ds)
+    if classification:
+        notes.append(f"{classification}; the classification's figures are left out")
+    return notes
 
 
 def write_report(
@@ -217,30 +277,32 @@ def write_report(
     """
     ds = result.load()
     nmf = json.loads(ds.attrs.get("nmf", "{}"))
-    cutoff = float(nmf.get("map_cutoff_inv_nm", np.nan) or np.nan)
+    scale = _frequency_scale(ds, nmf)
     summary = json.loads(ds.attrs.get("summary", "{}"))
+    classified = "class_label" in ds
     figures: list[tuple[str, str]] = []
     with atomic_output(out, overwrite=overwrite) as tmp:
         tmp.mkdir()
         _components(ds, "", tmp / "components.png", "constrained NMF: maps and diffractions")
         figures.append(("components.png", "Components: each map beside its diffraction."))
-        _map_ffts(ds, "", tmp / "map_fft.png", cutoff, "constrained NMF: maps' Fourier transforms")
+        _map_ffts(ds, "", tmp / "map_fft.png", scale, "constrained NMF: maps' Fourier transforms")
         figures.append(("map_fft.png", "The maps' Fourier transforms and the resolution cutoff."))
         _loss(ds, tmp / "loss.png")
         figures.append(("loss.png", "The loss, iteration by iteration."))
-        _dendrogram(ds, tmp / "dendrogram.png")
-        figures.append(("dendrogram.png", "Dendrogram of the crystalline components."))
-        _class_maps(ds, tmp / "class_maps.png")
-        figures.append(("class_maps.png", "Class maps over the virtual dark-field image."))
-        _class_patterns(ds, tmp / "class_patterns.png")
-        figures.append(("class_patterns.png", "Rotation-aligned mean diffraction per class."))
+        if classified:
+            _dendrogram(ds, tmp / "dendrogram.png")
+            figures.append(("dendrogram.png", "Dendrogram of the crystalline components."))
+            _class_maps(ds, tmp / "class_maps.png")
+            figures.append(("class_maps.png", "Class maps over the virtual dark-field image."))
+            _class_patterns(ds, tmp / "class_patterns.png")
+            figures.append(("class_patterns.png", "Rotation-aligned mean diffraction per class."))
         if "pca_maps" in ds and "primitive_maps" in ds:
             for prefix, name in (("pca_", "PCA"), ("primitive_", "primitive NMF")):
                 file = f"{prefix}components.png"
                 _components(ds, prefix, tmp / file, f"{name}: maps and diffractions")
                 figures.append((file, f"{name}, for comparison: maps and diffractions."))
                 file = f"{prefix}map_fft.png"
-                _map_ffts(ds, prefix, tmp / file, cutoff, f"{name}: maps' Fourier transforms")
+                _map_ffts(ds, prefix, tmp / file, scale, f"{name}: maps' Fourier transforms")
                 figures.append((file, f"{name}: the maps' Fourier transforms."))
         items = "".join(
             f'<figure><img src="{f}" alt="{html.escape(c)}"><figcaption>{html.escape(c)}'
@@ -248,13 +310,17 @@ def write_report(
             for f, c in figures
         )
         facts = "".join(
-            f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in summary.items()
+            f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>"
+            for k, v in summary.items()
+            if k != "note"  # shown below with the other notes
         )
+        notes = "".join(f"<p class='note'>Note: {html.escape(n)}</p>" for n in _notes(ds, nmf))
+        table = f"<h2>Precipitates</h2>{_table(ds)}" if classified else ""
         page = (
             "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>stemnmf report</title><style>{_STYLE}</style></head><body>"
             f"<h1>stemnmf report</h1><p>Input: {html.escape(str(ds.attrs.get('input', '')))}"
-            f"</p><ul>{facts}</ul>{items}<h2>Precipitates</h2>{_table(ds)}</body></html>"
+            f"</p><ul>{facts}</ul>{notes}{items}{table}</body></html>"
         )
         (tmp / "index.html").write_text(page, encoding="utf-8")
     return Path(out) / "index.html"

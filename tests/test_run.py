@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
 import signal
 import subprocess
@@ -12,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dask_stemnmf import InputError, simulate_scan
+from dask_stemnmf import ConstrainedNMF, InputError, simulate_scan
 from dask_stemnmf.cli import main
 from dask_stemnmf.cluster import load_cluster_file
-from dask_stemnmf.config import load_config, resolve_config
-from dask_stemnmf.pipeline import checkpoint_path, open_result
+from dask_stemnmf.config import config_hash, load_config, resolve_config
+from dask_stemnmf.pipeline import CLASSIFIED, FAILED, PENDING, checkpoint_path, open_result
 
 from .conftest import tree_checksum
 
@@ -65,6 +67,118 @@ def test_config_defaults_overrides_and_refusals(tmp_path):
     with pytest.raises(InputError, match="not plain YAML"):
         load_config(evil)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_map_resolution_and_negative_in_the_config(tmp_path):
+    """``map_resolution_nm``: 'probe', 'auto', 'none' or null (off) or nm, the default the
+    engine's own; ``negative``: clip (default), offset or refuse."""
+    engine = inspect.signature(ConstrainedNMF).parameters
+    cfg = resolve_config()
+    assert cfg["nmf"]["map_resolution_nm"] == engine["map_resolution_nm"].default
+    assert cfg["nmf"]["negative"] == "clip"
+    for value, want in (("none", None), (None, None), ("auto", "auto"), ("probe", "probe"),
+                        (1.5, 1.5)):  # fmt: skip
+        got = resolve_config({"nmf": {"map_resolution_nm": value}})
+        assert got["nmf"]["map_resolution_nm"] == want
+    for cli, want in (("none", None), ("auto", "auto"), (2.0, 2.0)):
+        got = resolve_config(None, {"nmf.map_resolution_nm": cli})
+        assert got["nmf"]["map_resolution_nm"] == want
+    # 'none' from the command line and null in a file are one configuration (one hash)
+    assert config_hash(resolve_config({"nmf": {"map_resolution_nm": None}})) == config_hash(
+        resolve_config(None, {"nmf.map_resolution_nm": "none"})
+    )
+    for text, want in (("none", None), ("null", None), ("auto", "auto"), ("probe", "probe")):
+        job = tmp_path / f"{text}.yaml"
+        job.write_text(f"nmf:\n  map_resolution_nm: {text}\n  negative: refuse\n")
+        cfg = resolve_config(load_config(job))
+        assert cfg["nmf"]["map_resolution_nm"] == want and cfg["nmf"]["negative"] == "refuse"
+    for bad in ("fine", 0, -1.0, True):
+        with pytest.raises(InputError, match="'auto', 'none'"):
+            resolve_config({"nmf": {"map_resolution_nm": bad}})
+    with pytest.raises(InputError, match="'clip', 'offset', 'refuse'"):
+        resolve_config({"nmf": {"negative": None}})
+
+
+@pytest.mark.parametrize("resolution", ["none", "auto"])
+def test_map_resolution_none_and_auto_on_the_command_line(capsys, tmp_path, scan_store, resolution):
+    out = tmp_path / "res.zarr"
+    code, _, err = run(
+        capsys, "run", scan_store, "-o", out, "-k", "3", "--max-iter", "12",
+        "--map-resolution", resolution, *SYNC,
+    )  # fmt: skip
+    assert code == 0, err
+    res = open_result(out)
+    stored = json.loads(res.attrs["config"])["nmf"]["map_resolution_nm"]
+    assert stored == (None if resolution == "none" else "auto")
+    assert json.loads(res.attrs["nmf"])["map_resolution_nm"] == resolution
+
+
+def test_a_failed_classification_keeps_the_decomposition(capsys, tmp_path, scan_store, monkeypatch):
+    """Any exception in the classification: exit 0, the decomposition in a valid result, one
+    note line; the report works on it; a re-run finds it up to date and repeats the note."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("similarity exploded\nsecond line")
+
+    monkeypatch.setattr("dask_stemnmf.pipeline.classify", broken)
+    out = tmp_path / "res.zarr"
+    argv = ("run", scan_store, "-o", out, "-k", "3", "--max-iter", "10", *SYNC)
+    code, stdout, err = run(capsys, *argv)
+    assert code == 0, err
+    note = (
+        "note: classification failed: RuntimeError: similarity exploded; the decomposition "
+        f"is in {out}"
+    )
+    assert err.splitlines().count(note) == 1 and "Traceback" not in err
+    assert stdout.startswith(f"done: {out} - 3 components, not classified")
+    res = open_result(out)
+    assert res["maps"].shape == (3, 24, 24) and res["diffractions"].shape == (3, 32, 32)
+    assert "class_label" not in res and res.attrs["classification"] == FAILED
+    assert res.attrs["classification_note"] == note.removeprefix("note: ")
+    assert not checkpoint_path(out).exists()
+    code, _, err = run(capsys, "report", out, "-o", tmp_path / "rep")
+    assert code == 0, err
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert "classification failed: RuntimeError: similarity exploded" in page
+    assert (tmp_path / "rep" / "components.png").exists()
+    assert not (tmp_path / "rep" / "dendrogram.png").exists() and "Precipitates" not in page
+    code, stdout, err = run(capsys, *argv)
+    assert code == 0 and "up to date" in stdout and note in err
+
+
+def test_a_run_stopped_during_classification_finishes_without_refitting(
+    capsys, tmp_path, scan_store, monkeypatch
+):
+    """The decomposition is in the output before the classification starts; a run stopped
+    there leaves it (``classification="pending"``) and the next run only classifies."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("dask_stemnmf.pipeline.classify", interrupted)
+    out = tmp_path / "res.zarr"
+    argv = ("run", scan_store, "-o", out, "-k", "3", "--max-iter", "10", *SYNC)
+    code, _, err = run(capsys, *argv)
+    assert code == 130
+    res = open_result(out)
+    assert res.attrs["classification"] == PENDING and res["maps"].shape == (3, 24, 24)
+    maps = res["maps"].values
+    code, _, _ = run(capsys, "report", out, "-o", tmp_path / "rep")
+    assert code == 0 and "has not run" in (tmp_path / "rep" / "index.html").read_text()
+    monkeypatch.undo()
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the fit ran again")
+
+    monkeypatch.setattr(ConstrainedNMF, "fit", no_fit)
+    code, stdout, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "holds this job's decomposition: classifying it" in err and "done: " in stdout
+    res = open_result(out)
+    assert res.attrs["classification"] == CLASSIFIED and "class_label" in res
+    np.testing.assert_array_equal(res["maps"].values, maps)
+    code, stdout, _ = run(capsys, *argv)
+    assert code == 0 and "up to date" in stdout
 
 
 @pytest.mark.parametrize("name", ["local.yaml", "slurm.yaml", "pbs.yaml", "existing.yaml"])
