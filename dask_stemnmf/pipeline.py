@@ -278,10 +278,9 @@ def _classified(
     status : str
         :data:`CLASSIFIED` or :data:`FAILED`.
     """
-    nmf_attrs = json.loads(decomposed.attrs.get("nmf", "{}"))
-    disc = (nmf_attrs.get("masks") or {}).get("bright_field_disc")
-    components = decomposed[["maps", "diffractions"]]
-    components.attrs = {"masks": {"bright_field_disc": disc}} if disc else {}
+    components = decomposed.copy()  # as the engine gave it: its attrs, fit_mask, sigma, ...
+    components.attrs = json.loads(decomposed.attrs.get("nmf", "{}"))
+    components.attrs.setdefault("probe_fwhm_nm", decomposed.attrs.get("probe_fwhm_nm"))
     try:
         classes = classify(components, **cls_kw)
     except Exception as exc:  # a finished fit is never thrown away by its classification

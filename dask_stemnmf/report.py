@@ -128,7 +128,8 @@ def _map_ffts(
             t = np.linspace(0, 2 * np.pi, 200)
             ax.plot(cutoff * np.cos(t), cutoff * np.sin(t), "r--", lw=0.8)
         ax.set_title(str(j), fontsize=8)
-    fig.suptitle(title + f" (mirror-extended, {unit}; dashed: resolution cutoff)")
+    # two lines, so that a figure of one or two maps is wide enough for the title
+    fig.suptitle(f"{title}\n(mirror-extended, {unit}; dashed: resolution cutoff)", fontsize=9)
     _save(fig, path)
 
 
