@@ -52,6 +52,13 @@ def _positive(text: str) -> float:
     return value
 
 
+def _engine_default(name: str) -> Any:
+    """Return a :class:`~dask_stemnmf.ConstrainedNMF` default, for the help."""
+    from .config import SCHEMA
+
+    return SCHEMA["nmf"][name][0]
+
+
 def _scheduler_arg(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument(
         "--scheduler",
@@ -167,7 +174,7 @@ def _parser() -> argparse.ArgumentParser:
         "--map-resolution", default=None, metavar="RES",
         help="map constraint: 'auto' (the resolution measured from the data), 'probe' (from "
         "the beam energy and convergence), 'none', or a length in nm (default: the job "
-        "file's, else the engine's)",
+        f"file's, else ConstrainedNMF's: {_engine_default('map_resolution_nm')!r})",
     )  # fmt: skip
     p.add_argument(
         "--negative", choices=("clip", "offset", "refuse"), default=None,
