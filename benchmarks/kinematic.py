@@ -355,13 +355,17 @@ def detector_psf(
 def _soft_disc(
     shape: tuple[int, int], cy: float, cx: float, radius: float, edge: float
 ) -> np.ndarray:
-    """A disc of unit total with an error-function edge of width ``edge`` (pixels)."""
+    """A disc of unit integral with an error-function edge of width ``edge`` (pixels).
+
+    The integral is that of the whole disc, ``pi (radius^2 + edge^2)``, so a disc cut by the
+    detector's border keeps its brightness and just loses what falls outside.
+    """
     y = np.arange(shape[0])[:, None] - cy
     x = np.arange(shape[1])[None, :] - cx
     rho = np.hypot(y, x)
-    disc = 0.5 * special.erfc((rho - radius) / (math.sqrt(2.0) * max(edge, 1e-6)))
-    total = disc.sum()
-    return disc / total if total > 0 else disc
+    edge = max(edge, 1e-6)
+    disc = 0.5 * special.erfc((rho - radius) / (math.sqrt(2.0) * edge))
+    return disc / (math.pi * (radius**2 + edge**2))
 
 
 def _convolve_same(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:

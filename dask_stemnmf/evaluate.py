@@ -300,14 +300,17 @@ def hole_depth(
             for cy, cx in discs[s]:
                 free &= np.hypot(yy - cy, xx - cx) > 1.5 * radius
     flat = fp.reshape(k, -1)
-    disc_area = float(np.count_nonzero(np.hypot(*np.mgrid[-20:21, -20:21]) <= radius))
+    half = int(math.ceil(radius))
+    disc_area = float(
+        np.count_nonzero(np.hypot(*np.mgrid[-half : half + 1, -half : half + 1]) <= radius)
+    )
 
     # depth of every component at every disc: (n_discs_total, k), and each disc's source
     depths, disc_source, disc_at = [], [], []
     for s in range(n_src):
         for cy, cx in discs[s]:
             inside = (np.hypot(yy - cy, xx - cx) <= radius) & fitted
-            if inside.sum() < 0.5 * min(disc_area, float(np.pi * radius**2)):
+            if inside.sum() < 0.5 * disc_area:  # mostly off the detector or not fitted
                 continue
             r_disc = math.hypot(cy - centre[0], cx - centre[1])
             theta = math.atan2(cy - centre[0], cx - centre[1])

@@ -146,6 +146,13 @@ def test_building_blocks():
         assert np.hypot(*g.T).max() <= 7.0 + 1e-9
     g, _, hkl = zone_axis_spots(PHASES[0], (0, 0, 1), k_limit_inv_nm=5.0)  # B2 CuZr a=3.26 A
     assert sorted(np.round(np.hypot(*g.T), 2))[:4] == [3.07] * 4
+    mixed = kinematic_scan(scan=(4, 4), detector=(32, 32), precipitates=9, phases=3, seed=2,
+                           random_zone_axes=True)  # fmt: skip
+    zones = mixed["true_zone_axis"].values
+    assert np.isnan(zones[:2]).all()
+    for cls, zone in zip(mixed["true_class"].values[2:], zones[2:], strict=True):
+        assert tuple(int(v) for v in zone) in PHASES[cls].zone_axes
+    assert len({tuple(z) for z in zones[2:]}) > 3
     psf = detector_psf((16, 16), 1.0, 0.02, 4.0)
     assert psf.shape == (31, 31) and psf.sum() == pytest.approx(1.0)
     assert psf[15, 15] == psf.max() and psf[0, 15] > 0
