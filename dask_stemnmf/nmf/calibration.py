@@ -3,54 +3,117 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import xarray as xr
 
 from ..errors import InputError
 from ..physics import bragg_disc_radius_inv_nm, probe_cutoff_inv_nm
 
-__all__ = ["default_continuity_radius", "map_cutoff", "scan_step"]
+__all__ = ["MapResolution", "default_continuity_radius", "map_resolution", "probe_cutoff"]
 
 
-def scan_step(ds: xr.Dataset) -> float:
-    """Return the scan step in nm; refuse an unknown (NaN) one."""
-    step = float(ds.attrs.get("scan_step_nm", float("nan")))
-    if math.isnan(step):
-        raise InputError(
-            "scan_step_nm is unknown; set ds.attrs['scan_step_nm'] for the map constraint"
-        )
-    return step
+@dataclass(frozen=True)
+class MapResolution:
+    """The map constraint's cutoff and where it came from.
+
+    Attributes
+    ----------
+    cutoff_cycles_per_px
+        Highest spatial frequency a map may hold, cycles per scan pixel (NaN: no constraint).
+    source
+        ``"probe"``, ``"dose"`` (the FRC of thinned halves), ``"given"`` or ``"none"``.
+    probe_cycles_per_px, dose_cycles_per_px
+        The two limits (NaN where unknown or not measured).
+    step_nm
+        The scan step (NaN when the scan is not calibrated).
+    note
+        What a user should know (empty when nothing).
+    """
+
+    cutoff_cycles_per_px: float
+    source: str
+    probe_cycles_per_px: float = float("nan")
+    dose_cycles_per_px: float = float("nan")
+    step_nm: float = float("nan")
+    note: str = ""
+
+    @property
+    def cutoff_inv_nm(self) -> float:
+        """The cutoff in cycles per nm (NaN without a scan step)."""
+        return self.cutoff_cycles_per_px / self.step_nm
 
 
-def map_cutoff(ds: xr.Dataset, map_resolution_nm: float | str) -> float:
-    """Cutoff frequency (cycles per nm) of the map constraint.
+def probe_cutoff(ds: xr.Dataset) -> float:
+    """Return the probe's cutoff in cycles per nm, or NaN when the scan does not say.
+
+    ``1.028 / probe_fwhm_nm`` when the scan holds the probe's FWHM (an Airy probe's
+    incoherent transfer function ends there), else ``2 alpha / lambda`` from
+    ``beam_energy_kev`` and ``convergence_semiangle_mrad``.
+    """
+    fwhm = float(ds.attrs.get("probe_fwhm_nm", float("nan")) or float("nan"))
+    if fwhm > 0:
+        return 1.028 / fwhm
+    energy = float(ds.attrs.get("beam_energy_kev", float("nan")) or float("nan"))
+    alpha = float(ds.attrs.get("convergence_semiangle_mrad", float("nan")) or float("nan"))
+    if energy > 0 and alpha > 0:
+        return probe_cutoff_inv_nm(energy, alpha)
+    return float("nan")
+
+
+def map_resolution(
+    ds: xr.Dataset, setting: float | str | None, dose_cycles_per_px: float | None = None
+) -> MapResolution:
+    """Resolve ``map_resolution_nm`` against a scan's calibration and the measured dose limit.
 
     Parameters
     ----------
     ds
-        The scan (for ``beam_energy_kev`` and ``convergence_semiangle_mrad``).
-    map_resolution_nm
-        A length ``d`` (the finest period a map may hold: ``q_c = 1/d``), or ``"probe"``:
-        ``q_c = 2 alpha / lambda``, the incoherent imaging limit of the probe.
+        The scan (attrs ``scan_step_nm``, ``probe_fwhm_nm``, ``beam_energy_kev``,
+        ``convergence_semiangle_mrad``).
+    setting
+        ``None`` (no constraint); a length ``d`` in nm (``q_c = 1 / d``); ``"probe"`` (the
+        probe's limit, else the dose limit when the scan lacks the calibration); ``"auto"``
+        (the coarser of the probe's and the dose's limits, whichever are known).
+    dose_cycles_per_px
+        The dose-limited cutoff measured by the FRC of thinned halves, cycles per scan
+        pixel; ``None`` when not measured (the data are not counts).
 
     Returns
     -------
-    float
-        ``q_c`` in 1/nm.
+    MapResolution
     """
-    if map_resolution_nm == "probe":
-        energy = float(ds.attrs.get("beam_energy_kev", float("nan")))
-        alpha = float(ds.attrs.get("convergence_semiangle_mrad", float("nan")))
-        if math.isnan(energy) or math.isnan(alpha):
+    step = float(ds.attrs.get("scan_step_nm", float("nan")) or float("nan"))
+    step = step if step > 0 else float("nan")
+    dose = float("nan") if dose_cycles_per_px is None else float(dose_cycles_per_px)
+    if setting is None:
+        return MapResolution(float("nan"), "none", step_nm=step, dose_cycles_per_px=dose)
+    if not isinstance(setting, str):
+        if math.isnan(step):
             raise InputError(
-                "map_resolution_nm='probe' needs beam_energy_kev and convergence_semiangle_mrad; "
-                "set them or pass map_resolution_nm in nm"
+                "map_resolution_nm in nm needs scan_step_nm; set ds.attrs['scan_step_nm'] or "
+                "use map_resolution_nm='auto'"
             )
-        return probe_cutoff_inv_nm(energy, alpha)
-    value = float(map_resolution_nm)
-    if not value > 0:
-        raise InputError(f"map_resolution_nm must be positive, got {value}")
-    return 1.0 / value
+        return MapResolution(step / float(setting), "given", step_nm=step)
+    probe = probe_cutoff(ds) * step  # NaN when either is unknown
+    if setting == "probe" and not math.isnan(probe):
+        return MapResolution(probe, "probe", probe, dose, step)
+    if math.isnan(probe) and math.isnan(dose):
+        return MapResolution(
+            float("nan"), "none", probe, dose, step,
+            "the map constraint is off: the scan has no probe calibration (probe_fwhm_nm, or "
+            "beam_energy_kev and convergence_semiangle_mrad, with scan_step_nm) and its values "
+            "are not counts, so no dose-limited resolution could be measured",
+        )  # fmt: skip
+    if math.isnan(probe):
+        note = (
+            f"the scan has no probe calibration; the maps are limited to the dose-limited "
+            f"resolution measured from the data ({1 / dose:.2f} scan pixels)"
+        )
+        return MapResolution(dose, "dose", probe, dose, step, note)
+    if math.isnan(dose) or probe <= dose:
+        return MapResolution(probe, "probe", probe, dose, step)
+    return MapResolution(dose, "dose", probe, dose, step)
 
 
 def default_continuity_radius(ds: xr.Dataset, signal_dims: tuple[str, ...]) -> float:

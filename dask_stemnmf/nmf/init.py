@@ -1,14 +1,35 @@
-"""Initial factors: NNDSVDa from a compressed SVD, or seeded random (chunking-independent)."""
+"""Initial factors: NNDSVDa from an accurate SVD, or seeded random (chunking-independent).
+
+The leading singular subspace of the fitted matrix comes from its Gram matrix ``D^T D`` in
+one pass when the detector is moderate (exact), else from a randomised SVD with enough power
+iterations and oversampling to be as good. A second pass projects the data on it; for
+counts it projects the two binomially thinned halves of the data separately, whose sum gives
+the left singular vectors and whose Fourier ring correlation gives the dose-limited
+resolution of the maps (:mod:`dask_stemnmf.nmf.resolution`).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import dask
 import dask.array as da
 import numpy as np
+from dask.base import tokenize
 
-from .stats import NO_TRANSFORM, Transform, from_rows, to_rows
+from .._kernels.frc import thinned_split, thinning_key
+from .stats import NO_TRANSFORM, Transform, _one, _sig_index, _transform_rows, to_rows
 
-__all__ = ["nndsvda", "random_init"]
+__all__ = ["GRAM_MAX_PIXELS", "Subspace", "leading_subspace", "nndsvda", "random_init"]
+
+#: The Gram matrix ``D^T D`` is used for the SVD up to this many fitted pixels (a float64
+#: ``M x M`` partial per task: 128 MiB at 4,096); beyond, a randomised SVD.
+GRAM_MAX_PIXELS = 4096
+#: Power iterations and oversampling of the randomised SVD: measured on low-dose scans, two
+#: power iterations started the fit in a worse basin than the exact SVD; six match it.
+POWER_ITERATIONS = 6
+OVERSAMPLES = 20
 
 
 def _random_rows(
@@ -69,14 +90,166 @@ def random_init(
     return C, S
 
 
-def nndsvda(
-    data: da.Array, k: int, mean: float, seed: int, transform: Transform = NO_TRANSFORM
-) -> tuple[da.Array, np.ndarray]:
-    """NNDSVD with zeros filled by the data mean (Boutsidis & Gallopoulos; "nndsvda").
+@dataclass
+class Subspace:
+    """The leading singular subspace of the fitted matrix, and the data projected on it.
 
-    The leading singular triplets come from :func:`dask.array.linalg.svd_compressed` (a few
-    passes over the data); each is split into its positive and negative parts and the
-    dominant part kept.
+    Attributes
+    ----------
+    s
+        ``(K,)`` singular values, descending.
+    v
+        ``(M, K)`` right singular vectors (diffraction-like), orthonormal columns.
+    projected
+        ``(scan_y, scan_x, H, K)`` float64, chunked like the scan and persisted: ``D V``
+        (``H = 1``), and for counts also the two thinned halves projected on the basis of
+        the third, independent share (``H = 3``: ``D V``, ``A V_c``, ``B V_c``).
+    method
+        ``"gram"`` (exact) or ``"randomised"``.
+    """
+
+    s: np.ndarray
+    v: np.ndarray
+    projected: da.Array
+    method: str
+
+    @property
+    def thinned(self) -> bool:
+        """Whether the halves of the counts were projected too."""
+        return self.projected.shape[2] == 3
+
+    def projection(self) -> da.Array:
+        """``D V`` as ``(scan_y, scan_x, K)``."""
+        return self.projected[:, :, 0]
+
+    def halves(self) -> da.Array:
+        """``(scan_y, scan_x, 2, K)``: the two halves' maps, on an independent basis."""
+        return self.projected[:, :, 1:]
+
+
+def _parts(
+    flat: np.ndarray, positions: Any, key: np.ndarray | None
+) -> tuple[np.ndarray, ...]:
+    """Return the data rows, then (for counts) the halves ``a, b`` and the basis share ``c``."""
+    if key is None:
+        return (flat,)
+    return (flat, *thinned_split(flat, _one(positions).reshape(-1), key))
+
+
+def _gram_chunk(
+    block: Any, positions: Any, cols: Any, rows: Any, *, key: np.ndarray | None
+) -> np.ndarray:
+    raw = _one(block)
+    flat = raw.reshape(raw.shape[0] * raw.shape[1], -1)
+    factor = None if rows is None else _one(rows).reshape(-1)
+    parts = _parts(flat, positions, key)
+    out = []
+    for part in (parts[0], parts[-1]) if key is not None else parts:
+        d = _transform_rows(part, cols, factor)
+        out.append((d.T @ d).astype(np.float64))
+    return np.stack(out)[None, None]
+
+
+def _positions(data: da.Array) -> da.Array:
+    ny, nx = data.shape[:2]
+    return da.arange(ny * nx, chunks=ny * nx).reshape(ny, nx).rechunk(data.chunks[:2])
+
+
+def _gram(data: da.Array, transform: Transform, key: np.ndarray | None) -> da.Array:
+    """``D^T D`` (and the basis share's ``C^T C``), ``(G, M, M)`` float64, tree-reduced."""
+    sig = _sig_index(data)
+    m = int(np.prod(data.shape[2:])) if transform.pixels is None else transform.pixels.size
+    partial = da.blockwise(
+        _gram_chunk, "yxgpq", data, "yx" + sig, _positions(data), "yx", *transform.args(),
+        new_axes={"g": 1 if key is None else 2, "p": m, "q": m}, dtype=np.float64,
+        concatenate=False, adjust_chunks={"y": 1, "x": 1}, key=key,
+        name=f"nmf-init-gram-{tokenize(data, transform.token(), key)}",
+    )  # fmt: skip
+    return partial.sum(axis=(0, 1), split_every=4)
+
+
+def _project_chunk(
+    block: Any, positions: Any, cols: Any, rows: Any, v: Any, *, key: np.ndarray | None
+) -> np.ndarray:
+    raw = _one(block)
+    where = _one(positions)
+    flat = raw.reshape(raw.shape[0] * raw.shape[1], -1)
+    factor = None if rows is None else _one(rows).reshape(-1)
+    bases = _one(v).astype(np.float32)  # (G, M, K): the data's, then the basis share's
+    parts = _parts(flat, positions, key)
+    k = bases.shape[2]
+    pairs = [(parts[0], bases[0])]
+    if key is not None:
+        pairs += [(parts[1], bases[1]), (parts[2], bases[1])]
+    out = np.empty((*where.shape, len(pairs), k), dtype=np.float64)
+    for i, (part, basis) in enumerate(pairs):
+        out[:, :, i] = (_transform_rows(part, cols, factor) @ basis).reshape(*where.shape, k)
+    return out
+
+
+def _project(data: da.Array, bases: np.ndarray, transform: Transform, key: Any) -> da.Array:
+    """``(scan_y, scan_x, H, K)``: ``D V`` and, for counts, ``A V_c`` and ``B V_c``."""
+    sig = _sig_index(data)
+    v_arr = da.from_array(
+        bases.astype(np.float32), chunks=bases.shape, name=f"nmf-init-v-{tokenize(bases)}"
+    )
+    return da.blockwise(
+        _project_chunk, "yxhk", data, "yx" + sig, _positions(data), "yx", *transform.args(),
+        v_arr, "gmk", new_axes={"h": 1 if key is None else 3}, dtype=np.float64,
+        concatenate=False, key=key,
+        name=f"nmf-init-project-{tokenize(data, bases, transform.token(), key)}",
+    )  # fmt: skip
+
+
+def _leading(gram: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Leading ``k`` singular values and right vectors from a Gram matrix."""
+    values, vectors = np.linalg.eigh(gram)
+    order = np.argsort(values)[::-1][:k]
+    return np.sqrt(np.maximum(values[order], 0.0)), vectors[:, order]
+
+
+def _randomised(
+    data: da.Array, k: int, seed: int, transform: Transform, part: int, key: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Randomised SVD of the fitted matrix (``part`` 0) or of its basis share (``part`` 3)."""
+    if part:
+        sig = _sig_index(data)
+        data = da.blockwise(
+            _share_chunk, "yx" + sig, data, "yx" + sig, _positions(data), "yx",
+            dtype=np.float32, concatenate=False, key=key, part=part,
+        )  # fmt: skip
+    rows = to_rows(data).astype(np.float32)
+    if transform.pixels is not None:
+        rows = rows[:, transform.pixels]
+    if transform.col_scale is not None:
+        rows = rows * transform.col_scale.astype(np.float32)
+    if transform.row_scale is not None:
+        rows = rows * to_rows(transform.row_scale[..., None].astype(np.float32))
+    _, s_da, vt = da.linalg.svd_compressed(
+        rows, k, n_power_iter=POWER_ITERATIONS, n_oversamples=max(OVERSAMPLES, k),
+        seed=seed, compute=False,
+    )  # fmt: skip
+    s, vt = dask.compute(s_da, vt)
+    return np.asarray(s, dtype=np.float64), np.asarray(vt, dtype=np.float64).T
+
+
+def _share_chunk(block: Any, positions: Any, *, key: np.ndarray, part: int) -> np.ndarray:
+    """One part of a chunk's thinned split, shaped like the chunk."""
+    raw = _one(block)
+    flat = raw.reshape(raw.shape[0] * raw.shape[1], -1)
+    return _parts(flat, positions, key)[part].reshape(raw.shape)
+
+
+def _fix_signs(v: np.ndarray) -> np.ndarray:
+    """Make each column's largest entry positive (deterministic signs)."""
+    signs = np.sign(v[np.argmax(np.abs(v), axis=0), np.arange(v.shape[1])])
+    return v * np.where(signs == 0, 1.0, signs)
+
+
+def leading_subspace(
+    data: da.Array, k: int, seed: int, transform: Transform = NO_TRANSFORM, counts: bool = True
+) -> Subspace:
+    """Compute the ``k`` leading singular triplets of the fitted matrix, and the projections.
 
     Parameters
     ----------
@@ -84,13 +257,51 @@ def nndsvda(
         ``(scan_y, scan_x, *signal)`` scan.
     k
         Number of components.
-    mean
-        Mean value of the data.
     seed
-        Seed of the randomised SVD.
+        Seed of the randomised SVD and of the thinning.
     transform
-        Fitted pixels and normalisation factors (the factorisation is of the transformed
-        data).
+        Fitted pixels and normalisation factors (the SVD is of the transformed data).
+    counts
+        Whether the data hold integer counts: then the passes also split them into two
+        halves and a basis share (:func:`dask_stemnmf._kernels.frc.thinned_split`) for the
+        dose-limited resolution.
+
+    Returns
+    -------
+    Subspace
+        Two passes over the data (Gram, projection) when ``M <= GRAM_MAX_PIXELS``, else
+        the randomised SVD's passes (twice for counts) and the projection.
+    """
+    m = int(np.prod(data.shape[2:])) if transform.pixels is None else transform.pixels.size
+    key = thinning_key(seed) if counts else None
+    if m <= GRAM_MAX_PIXELS:
+        grams = np.asarray(_gram(data, transform, key).compute(), dtype=np.float64)
+        s, v = _leading(grams[0], k)
+        bases = [v] + ([_leading(grams[1], k)[1]] if key is not None else [])
+        method = "gram"
+    else:
+        s, v = _randomised(data, k, seed, transform, 0, key)
+        bases = [v]
+        if key is not None:
+            bases.append(_randomised(data, k, seed, transform, 3, key)[1])
+        method = "randomised"
+    bases = [_fix_signs(b) for b in bases]
+    projected = _project(data, np.stack(bases), transform, key).persist()
+    return Subspace(s, bases[0], projected, method)
+
+
+def nndsvda(subspace: Subspace, mean: float) -> tuple[da.Array, np.ndarray]:
+    """NNDSVD with zeros filled by the data mean (Boutsidis & Gallopoulos; "nndsvda").
+
+    Each singular triplet ``(u_j, s_j, v_j)`` is split into its positive and negative parts
+    and the dominant part kept.
+
+    Parameters
+    ----------
+    subspace
+        The leading singular subspace (:func:`leading_subspace`).
+    mean
+        Mean value of the data (fills the zeros).
 
     Returns
     -------
@@ -99,34 +310,29 @@ def nndsvda(
     S : numpy.ndarray
         ``(M, K)`` float64 diffractions.
     """
-    rows = to_rows(data).astype(np.float32)
-    if transform.pixels is not None:
-        rows = rows[:, transform.pixels]
-    if transform.col_scale is not None:
-        rows = rows * transform.col_scale.astype(np.float32)
-    if transform.row_scale is not None:
-        rows = rows * to_rows(transform.row_scale[..., None].astype(np.float32))
-    u, s, v = da.linalg.svd_compressed(rows, k, n_power_iter=2, seed=seed, compute=False)
-    pos_norm = da.sqrt((da.maximum(u, 0) ** 2).sum(axis=0))
-    neg_norm = da.sqrt((da.maximum(-u, 0) ** 2).sum(axis=0))
-    s, v, pos_norm, neg_norm = dask.compute(s, v, pos_norm, neg_norm)
-    v = np.asarray(v, dtype=np.float64)
-    S = np.zeros((v.shape[1], k))
-    columns = []
+    s, v = subspace.s, subspace.v
+    u = subspace.projection() / np.where(s > 0, s, 1.0)  # (scan_y, scan_x, K)
+    pos_norm, neg_norm = dask.compute(
+        da.sqrt((da.maximum(u, 0) ** 2).sum(axis=(0, 1))),
+        da.sqrt((da.maximum(-u, 0) ** 2).sum(axis=(0, 1))),
+    )
+    k = s.size
+    S = np.zeros((v.shape[0], k))
+    signs = np.ones(k, dtype=np.float32)
+    factors = np.zeros(k, dtype=np.float32)
     for j in range(k):
-        vp, vn = np.maximum(v[j], 0), np.maximum(-v[j], 0)
+        vp, vn = np.maximum(v[:, j], 0), np.maximum(-v[:, j], 0)
         vp_norm, vn_norm = np.linalg.norm(vp), np.linalg.norm(vn)
         mp, mn = pos_norm[j] * vp_norm, neg_norm[j] * vn_norm
         if mp >= mn:
-            sign, sigma, vec, unorm = 1.0, mp, vp / max(vp_norm, 1e-300), pos_norm[j]
+            sigma, vec, unorm = mp, vp / max(vp_norm, 1e-300), pos_norm[j]
         else:
-            sign, sigma, vec, unorm = -1.0, mn, vn / max(vn_norm, 1e-300), neg_norm[j]
+            sigma, vec, unorm = mn, vn / max(vn_norm, 1e-300), neg_norm[j]
+            signs[j] = -1.0
         weight = np.sqrt(s[j] * sigma)
         S[:, j] = weight * vec
-        columns.append((sign, weight / max(unorm, 1e-300)))
-    signs = np.array([c[0] for c in columns], dtype=np.float32)
-    factors = np.array([c[1] for c in columns], dtype=np.float32)
-    c_rows = da.maximum(u.astype(np.float32) * signs, 0) * factors
-    c_rows = da.where(c_rows == 0, np.float32(mean), c_rows)
+        factors[j] = weight / max(unorm, 1e-300)
+    c = da.maximum(u.astype(np.float32) * signs, 0) * factors
+    c = da.where(c == 0, np.float32(mean), c)
     S[S == 0] = mean
-    return from_rows(c_rows, data), S
+    return c, S

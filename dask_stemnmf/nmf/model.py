@@ -18,15 +18,16 @@ import numpy as np
 import xarray as xr
 
 from .._kernels.constraints import bandlimit_mask
-from .._kernels.masks import disc_mask, find_bright_field_disc
+from .._kernels.masks import bright_field_extent, disc_mask, find_bright_field_disc
 from .._kernels.nmf import hals_sweeps, loss_change, mu_step, nnls_clip
 from ..data import rechunk_scan
-from ..errors import ConvergenceWarning, InputError
+from ..errors import ConvergenceWarning, InputError, StemNMFWarning
 from ..schema import validate_dataset
 from ..values import pixel_sums, value_report_from, value_stats
-from .calibration import default_continuity_radius, map_cutoff, scan_step
+from .calibration import MapResolution, default_continuity_radius, map_resolution, probe_cutoff
 from .continuity import fill_all, poisson_sigma
-from .init import nndsvda, random_init
+from .init import Subspace, leading_subspace, nndsvda, random_init
+from .resolution import dose_limited_cutoff
 from .stats import (
     KL_EPS,
     Transform,
@@ -46,6 +47,10 @@ __all__ = ["ConstrainedNMF", "decompose"]
 
 Solver = Literal["hals", "mu", "als"]
 
+#: Iterations over which the stopping rule judges progress (and the least number for which
+#: every constraint acts at full strength before a fit may stop).
+STOP_WINDOW = 10
+
 
 class ConstrainedNMF:
     """Constrained non-negative matrix factorisation of a 4D-STEM scan (or spectrum image).
@@ -63,16 +68,24 @@ class ConstrainedNMF:
         ``"hals"`` (hierarchical ALS with Gillis-Glineur inner loops; default), ``"mu"``
         (Lee-Seung multiplicative) or ``"als"`` (least squares then clipping).
     map_resolution_nm
-        ``None`` (no map constraint), a length in nm (``q_c = 1/d``) or ``"probe"``
-        (``q_c = 2 alpha / lambda``).
+        The map constraint (default ``"probe"``, the paper's method): ``"probe"`` limits
+        the maps to the probe's resolution (``1.028 / probe_fwhm_nm`` when the scan holds
+        the probe's FWHM, else ``2 alpha / lambda``), or, when the scan lacks that
+        calibration, to the dose-limited resolution measured from the data, with a note;
+        ``"auto"``: the coarser of the probe's and the dose-limited resolution (the Fourier
+        ring correlation of two binomially thinned halves of the counts,
+        :mod:`dask_stemnmf.nmf.resolution`); a length ``d`` in nm (``q_c = 1/d``); ``None``
+        turns the constraint off (primitive maps).
     diffraction_continuity
         Fill artificial dips in the diffractions.
     init
         ``"nndsvda"`` or ``"random"``, or a tuple ``(C, S)`` of initial factors
         (``(scan_y, scan_x, K)`` and ``(M, K)``).
     max_iter, tol
-        Stop after ``max_iter`` iterations or when the relative loss decreases by less than
-        ``tol`` in an iteration; reaching ``max_iter`` warns.
+        Stop after ``max_iter`` iterations, or when the loss's mean relative decrease per
+        iteration over the last ``STOP_WINDOW`` (10) iterations is below ``tol``, once
+        every constraint has acted at full strength for that window; reaching ``max_iter``
+        warns.
     random_state
         Seed of the initialisation.
     continuity_radius_px
@@ -88,10 +101,14 @@ class ConstrainedNMF:
     map_sweeps, dykstra_iter
         Component sweeps and Dykstra steps of the constrained map update.
     negative
-        ``None`` (refuse negative data), ``"clip"`` or ``"offset"``.
+        Negative values (background-subtracted files): ``"clip"`` (default: set to 0, with
+        a note giving their count and minimum), ``"offset"`` (shift all values up) or
+        ``"refuse"``.
     bright_field_mask
         Leave the direct-beam disc out of the fit: ``"auto"`` (default; found in the mean
-        pattern, radius plus 10 %), a radius in pixels about the found centre, or ``None``.
+        pattern, out to where its soft edge and the detector's tail fall to the scattered
+        background, :func:`dask_stemnmf._kernels.masks.bright_field_extent`), a radius in
+        pixels about the found centre, or ``None``.
         The default was chosen by ground-truth recovery on the simulator, where it doubles
         the matched cosine of the precipitates' diffractions (README). Spectra have no disc. Masked
         pixels, ``detector_mask``'s invalid pixels and all-zero pixels are excluded from the
@@ -124,8 +141,11 @@ class ConstrainedNMF:
     ----------
     result_ : xarray.Dataset
         ``maps (component, scan_y, scan_x)``, ``diffractions (component, *signal)``,
-        ``loss (iteration)`` (residual over ``||D||^2``), attrs with parameters, versions,
-        timings, ``n_iter`` and ``converged``.
+        ``loss (iteration)`` (residual over ``||D||^2``), ``diffraction_sigma`` (component,
+        *signal) (counting noise of each diffraction pixel, same normalisation), attrs with
+        parameters, versions, timings, ``n_iter``, ``converged``, the map resolution used
+        (``map_cutoff_cycles_per_px``, ``map_cutoff_inv_nm``, ``map_resolution``),
+        ``probe_fwhm_nm``, ``init_svd`` and ``notes``.
     """
 
     def __init__(
@@ -133,11 +153,11 @@ class ConstrainedNMF:
         n_components: int,
         *,
         solver: Solver = "hals",
-        map_resolution_nm: float | str | None = None,
+        map_resolution_nm: float | str | None = "probe",
         diffraction_continuity: bool = True,
         init: str | tuple[Any, Any] = "nndsvda",
         max_iter: int = 200,
-        tol: float = 1e-4,
+        tol: float = 1e-5,
         random_state: int = 0,
         continuity_radius_px: float | None = None,
         dip_threshold: float = 0.02,
@@ -147,7 +167,7 @@ class ConstrainedNMF:
         inner_tol: float = 0.01,
         map_sweeps: int = 2,
         dykstra_iter: int = 50,
-        negative: Literal["clip", "offset"] | None = None,
+        negative: Literal["clip", "offset", "refuse"] = "clip",
         bright_field_mask: float | Literal["auto"] | None = "auto",
         noise_normalisation: bool = False,
         loss: Literal["ls", "kl"] = "ls",
@@ -205,8 +225,15 @@ class ConstrainedNMF:
         seed = self.random_state
         if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
             raise InputError(f"random_state must be a non-negative integer, got {seed!r}")
-        if self.negative not in (None, "clip", "offset"):
-            raise InputError(f"negative={self.negative!r}; choose None, 'clip' or 'offset'")
+        if self.negative not in ("clip", "offset", "refuse"):
+            raise InputError(f"negative={self.negative!r}; choose 'clip', 'offset' or 'refuse'")
+        res = self.map_resolution_nm
+        if res is not None and res not in ("probe", "auto") and not (
+            isinstance(res, int | float) and not isinstance(res, bool) and res > 0
+        ):
+            raise InputError(
+                f"map_resolution_nm={res!r}; choose 'auto', 'probe', a length in nm or None"
+            )
         if self.loss not in ("ls", "kl"):
             raise InputError(f"loss={self.loss!r}; choose 'ls' or 'kl'")
         if self.loss == "kl" and (
@@ -241,15 +268,21 @@ class ConstrainedNMF:
                 "detector_mask; mask those pixels (detector_mask) or replace them before the fit"
             )
         if report.n_negative:
-            if self.negative is None:
+            if self.negative == "refuse":
                 raise InputError(
                     f"intensity holds {report.n_negative} negative values (min "
                     f"{report.minimum:g}); pass negative='clip' or negative='offset'"
                 )
             if self.negative == "clip":
                 data = da.maximum(data, 0)
+                action = "clipped to 0 (negative='offset' shifts all values instead)"
             else:
                 data = data - data.dtype.type(report.minimum)
+                action = f"offset by {-report.minimum:g} (negative='clip' clips instead)"
+            self._note(
+                f"{report.n_negative} negative values (min {report.minimum:g}, as after a "
+                f"background subtraction) {action}"
+            )
             (sums,) = dask.compute(pixel_sums(data))
         return data, sums[0], sums[1]
 
@@ -272,7 +305,7 @@ class ConstrainedNMF:
         if bf is not None and len(sig_shape) == 2:
             mean = (pixel_sum / max(ds.sizes["scan_y"] * ds.sizes["scan_x"], 1)).reshape(sig_shape)
             cy, cx, r = find_bright_field_disc(mean)
-            radius = float(bf) if bf != "auto" else r + max(1.0, 0.1 * r)
+            radius = float(bf) if bf != "auto" else bright_field_extent(mean, cy, cx, r)
             disc = disc_mask(sig_shape, cy, cx, radius).reshape(-1)
             valid &= ~disc
             info["bright_field_disc"] = {"centre_px": [cy, cx], "radius_px": radius}
@@ -333,6 +366,7 @@ class ConstrainedNMF:
             ``self``, with ``result_``.
         """
         start = time.perf_counter()
+        self._notes: list[str] = []
         sig = validate_dataset(ds)
         ds = rechunk_scan(ds, None)
         ny, nx = ds.sizes["scan_y"], ds.sizes["scan_x"]
@@ -363,11 +397,17 @@ class ConstrainedNMF:
         if persist is not None:
             # held in cluster memory as float32 when that fits: no conversion per pass
             data = data.astype(persist).persist()
-        cutoff = float("nan")
+        counts = np.dtype(ds["intensity"].dtype).kind in "ui"
+        subspace: Subspace | None = None
+        if self.init == "nndsvda" or self.map_resolution_nm in ("auto", "probe"):
+            # one exact SVD pass, then the data (and its thinned halves) projected on it
+            subspace = leading_subspace(
+                data, k, self.random_state, self._transform, counts=counts
+            )
+        resolution = self._map_resolution(ds, subspace)
         self._keep = None
-        if self.map_resolution_nm is not None:
-            cutoff = map_cutoff(ds, self.map_resolution_nm)
-            self._keep = bandlimit_mask((ny, nx), scan_step(ds), cutoff)
+        if not np.isnan(resolution.cutoff_cycles_per_px):
+            self._keep = bandlimit_mask((ny, nx), 1.0, resolution.cutoff_cycles_per_px)
         radius = self.continuity_radius_px or default_continuity_radius(ds, sig)
 
         def fill(
@@ -399,17 +439,19 @@ class ConstrainedNMF:
                 )
             C = C.persist()
         else:
-            C, S = self._initial(data, k, float(pixel_sum[idx].sum()) / (ny * nx * m))
+            C, S = self._initial(data, k, float(pixel_sum[idx].sum()) / (ny * nx * m), subspace)
         t_loop = time.perf_counter()
         if self.loss == "kl":
             total = float(pixel_sum[idx].sum())
             C, S, losses, converged = self._iterate_kl(data, C, S, total)
-            n_dips = 0
+            n_dips, sigma = 0, None
         else:
-            C, S, losses, converged, n_dips = self._iterate(data, C, S, d2, fill)
+            C, S, losses, converged, n_dips, sigma = self._iterate(data, C, S, d2, fill)
         if self._col_sqrt is not None and self._row_sqrt is not None:
             # undo the normalisation: C by sqrt(a), S by sqrt(b), then S sums to 1 again
             S, scale = _normalise(S * self._col_sqrt[:, None])
+            if sigma is not None:
+                sigma = sigma * self._col_sqrt[:, None] / scale
             row = self._row_sqrt.astype(np.float32)[..., None]
             C = (C * row * scale.astype(np.float32)).persist()
         if not converged:
@@ -425,7 +467,10 @@ class ConstrainedNMF:
             "iterations_s": time.perf_counter() - t_loop,
             "total_s": time.perf_counter() - start,
         }
-        fit = {"losses": losses, "converged": converged, "n_dips": n_dips, "cutoff": cutoff}
+        fit = {
+            "losses": losses, "converged": converged, "n_dips": n_dips,
+            "resolution": resolution, "sigma": sigma, "subspace": subspace,
+        }  # fmt: skip
         self.result_ = self._result(ds, sig, C, S, idx, mask_info, fit, radius, timings)
         return self
 
@@ -477,14 +522,21 @@ class ConstrainedNMF:
         S: np.ndarray,
         d2: float,
         fill: Callable[[np.ndarray, float, np.ndarray, np.ndarray], tuple[np.ndarray, int]],
-    ) -> tuple[da.Array, np.ndarray, list[float], bool, int]:
-        """Alternate the updates; return maps, diffractions, losses, convergence, dips."""
+    ) -> tuple[da.Array, np.ndarray, list[float], bool, int, np.ndarray]:
+        """Alternate the updates; return maps, diffractions, losses, convergence, dips, noise.
+
+        The fit stops when the loss's mean relative decrease over the last
+        ``STOP_WINDOW`` iterations is below ``tol``, and only once every constraint has
+        acted at full strength for that many iterations (the continuity fill starts after
+        ``continuity_warm_start`` and is damped while it raises the loss).
+        """
         m = S.shape[0]
         S, scale = _normalise(S)
         losses: list[float] = []
         fraction, converged, n_dips, loss = 1.0, False, 0, float("nan")
         q = h = t = np.zeros(0)
         first = 0
+        full_since: int | None = None
         if self._resume is not None:
             state = self._resume
             S = np.asarray(state["S"], dtype=np.float64)
@@ -492,6 +544,7 @@ class ConstrainedNMF:
             losses = [float(v) for v in state["losses"]]
             loss, fraction = float(state["loss"]), float(state["fraction"])
             n_dips, first = int(state["n_dips"]), int(state["iteration"])
+            full_since = state.get("full_since")
         for it in range(first, self.max_iter):
             if self._keep is None:
                 C, dloss, stats = fused_update(
@@ -527,14 +580,14 @@ class ConstrainedNMF:
             losses.append(rel)
             if self.callback is not None:
                 self.callback(it, rel)
-            settling = self.diffraction_continuity and (
-                it <= self.continuity_warm_start or fraction < 1.0
-            )
-            if it > 0 and not settling:
-                decrease = losses[-2] - rel
-                # the fill may raise the loss a little each time: only its size matters then
-                lowest = -self.tol if self.diffraction_continuity else 0.0
-                if lowest <= decrease / max(losses[-2], 1e-300) <= self.tol:
+            if filling and fraction < 1.0:
+                full_since = None
+            elif full_since is None and (filling or not self.diffraction_continuity):
+                full_since = it
+            if full_since is not None and it - full_since >= STOP_WINDOW:
+                before = losses[-1 - STOP_WINDOW]
+                change = (before - rel) / (STOP_WINDOW * max(rel, 1e-300))
+                if abs(change) <= self.tol:
                     converged = True
                     break
             due = (it + 1) % max(self.checkpoint_every, 1) == 0 and it + 1 < self.max_iter
@@ -542,8 +595,10 @@ class ConstrainedNMF:
                 self.checkpoint({
                     "iteration": it + 1, "C": C, "S": S.copy(), "scale": scale.copy(),
                     "losses": list(losses), "loss": loss, "fraction": fraction,
-                    "n_dips": n_dips,
+                    "n_dips": n_dips, "full_since": full_since,
                 })  # fmt: skip
+        # counting noise of each normalised diffraction pixel, from the last pass
+        sigma = poisson_sigma(S * scale, h, t) / scale if h.size else np.zeros_like(S)
         if self.diffraction_continuity and losses:
             # a last full fill, then maps fitted to the final diffractions: the result meets
             # the constraint exactly
@@ -557,9 +612,27 @@ class ConstrainedNMF:
             scale = np.ones_like(scale)
             losses.append(max(loss, 0.0) / d2)
         C = (C * scale.astype(np.float32)).persist()
-        return C, S, losses, converged, n_dips
+        return C, S, losses, converged, n_dips, sigma
 
-    def _initial(self, data: da.Array, k: int, mean: float) -> tuple[da.Array, np.ndarray]:
+    def _map_resolution(self, ds: xr.Dataset, subspace: Subspace | None) -> MapResolution:
+        """Resolve the map constraint's cutoff: given, the probe's, or the dose-limited one."""
+        dose = None
+        if self.map_resolution_nm in ("auto", "probe") and subspace is not None:
+            if subspace.thinned:
+                dose = float(dose_limited_cutoff(subspace)["cutoff_cycles_per_px"])
+        resolution = map_resolution(ds, self.map_resolution_nm, dose)
+        if resolution.note:
+            self._note(resolution.note)
+        return resolution
+
+    def _note(self, text: str) -> None:
+        """Tell the user (a :class:`StemNMFWarning`) and keep the note for the result."""
+        self._notes.append(text)
+        warnings.warn(f"note: {text}", StemNMFWarning, stacklevel=3)
+
+    def _initial(
+        self, data: da.Array, k: int, mean: float, subspace: Subspace | None
+    ) -> tuple[da.Array, np.ndarray]:
         if isinstance(self.init, tuple):
             c0, s0 = self.init
             c0 = da.asarray(c0).astype(np.float32).rechunk((data.chunks[0], data.chunks[1], k))
@@ -570,8 +643,9 @@ class ConstrainedNMF:
             return c0, s0
         if self.init == "random":
             return random_init(data, k, mean, self.random_state, self._transform.pixels)
-        if self.init == "nndsvda":
-            return nndsvda(data, k, mean, self.random_state, self._transform)
+        if self.init == "nndsvda" and subspace is not None:
+            c, S = nndsvda(subspace, mean)
+            return c.rechunk((data.chunks[0], data.chunks[1], k)), S
         raise InputError(f"init={self.init!r}; choose 'nndsvda', 'random' or a (C, S) tuple")
 
     def _update_s(self, S: np.ndarray, q: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -596,11 +670,15 @@ class ConstrainedNMF:
         timings: dict[str, float],
     ) -> xr.Dataset:
         k = S.shape[1]
+        res = fit["resolution"]
         sig_shape = tuple(ds.sizes[d] for d in sig)
         maps = da.moveaxis(C, -1, 0)
         full = np.zeros((int(np.prod(sig_shape)), k), dtype=np.float32)
         full[idx] = S
         diffractions = full.T.reshape((k, *sig_shape))
+        sigma_full = np.zeros_like(full)
+        if fit["sigma"] is not None:
+            sigma_full[idx] = fit["sigma"]
         fit_mask = np.zeros(full.shape[0], dtype=bool)
         fit_mask[idx] = True
         coords: dict[str, Any] = {d: ds[d] for d in ("scan_y", "scan_x", *sig)}
@@ -621,7 +699,7 @@ class ConstrainedNMF:
             "dip_sigma": self.dip_sigma,
             "continuity_warm_start": self.continuity_warm_start,
             "inner_sweeps": self.inner_sweeps,
-            "negative": self.negative or "refuse",
+            "negative": self.negative,
             "noise_normalisation": bool(self.noise_normalisation),
             "loss_function": self.loss,
             "bright_field_mask": "none"
@@ -645,6 +723,11 @@ class ConstrainedNMF:
                     np.asarray(fit["losses"]),
                     {"long_name": "residual over ||D||^2"},
                 ),
+                "diffraction_sigma": (
+                    ("component", *sig),
+                    sigma_full.T.reshape((k, *sig_shape)),
+                    {"long_name": "counting-noise standard deviation of each diffraction pixel"},
+                ),
                 "fit_mask": (
                     sig,
                     fit_mask.reshape(sig_shape),
@@ -658,11 +741,29 @@ class ConstrainedNMF:
                 "converged": bool(fit["converged"]),
                 "dips_filled_last_iteration": fit["n_dips"],
                 "masks": mask_info,
-                "map_cutoff_inv_nm": fit["cutoff"],
+                "map_cutoff_inv_nm": res.cutoff_inv_nm,
+                "map_cutoff_cycles_per_px": res.cutoff_cycles_per_px,
+                "map_resolution": {
+                    "source": res.source,
+                    "probe_cycles_per_px": res.probe_cycles_per_px,
+                    "dose_cycles_per_px": res.dose_cycles_per_px,
+                },
+                "probe_fwhm_nm": _probe_fwhm_nm(ds),
+                "init_svd": fit["subspace"].method if fit["subspace"] is not None else "none",
+                "notes": list(self._notes),
                 "timings_s": timings,
                 "versions": versions(),
             },
         )
+
+
+def _probe_fwhm_nm(ds: xr.Dataset) -> float:
+    """Return the probe's FWHM from the scan (given, else the Airy probe's), NaN when unknown."""
+    fwhm = float(ds.attrs.get("probe_fwhm_nm", float("nan")) or float("nan"))
+    if fwhm > 0:
+        return fwhm
+    cutoff = probe_cutoff(ds)
+    return 1.028 / cutoff if cutoff > 0 else float("nan")
 
 
 def _normalise(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
