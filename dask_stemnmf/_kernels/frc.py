@@ -28,10 +28,10 @@ def thinning_key(seed: int) -> np.ndarray:
 
 
 #: Share of the counts that makes the basis the two halves are projected on; each half gets
-#: ``(1 - BASIS_SHARE) / 2``. Half: a basis from a fifth of the counts was too noisy a filter
-#: at 1,500 e/pattern (only the mean's map correlated between the halves). A basis fitted to the same counts as the halves would carry
+#: ``(1 - BASIS_SHARE) / 2``. A basis fitted to the same counts as the halves would carry
 #: their noise into both (a noise-fitted component's two maps then correlate at 0.5 at every
-#: frequency), so it is made from counts of its own.
+#: frequency), so it is made from counts of its own. Half of them: a basis from a fifth of
+#: the counts was too noisy a filter at 1,500 e/pattern (only the mean's map correlated).
 BASIS_SHARE = 0.5
 
 
