@@ -1,14 +1,29 @@
-"""Ground-truth recovery on simulated scans: the table behind the engine's defaults.
+"""Ground-truth recovery over a grid of scans from two generators: the table behind the defaults.
 
-For each dose and each method, fits a simulated scan of crystalline precipitates in a metallic
-glass with as many components as true sources, matches components to sources
-(:func:`dask_stemnmf.match_to_truth`, Hungarian on the diffractions' cosine, compared on the
-pixels outside the bright-field disc for every method) and prints, over the precipitates,
-the minimum and mean cosine of diffractions and maps, the number of significant dips left in
-the diffractions (pixels a one-pixel closing raises by more than 5 % of the pattern's
-maximum, outside the disc), the fit's relative residual and the seconds taken.
+For every cell of the grid (generator x dose x probe sampling x disc softness and detector
+blur) a scan is simulated with its ground truth, each method fits it with as many components
+as true sources, and the components are matched to the sources
+(:func:`dask_stemnmf.match_to_truth`, Hungarian on the diffractions' cosine outside the
+bright-field disc). Printed per cell and method, over the *visible* precipitates (diameter at
+least 1.5 nm and at least the probe's FWHM):
 
-    python -m benchmarks.recovery --doses 500,1000,5000 --seeds 7,8
+- pattern and map cosine, mean and minimum;
+- dips: pixels of all diffractions that a one-pixel closing raises by more than 5 % of the
+  pattern's maximum (outside the disc);
+- holes: the worst component's hole depth (:func:`dask_stemnmf.evaluate.hole_depth`, the
+  artefact of Kimoto et al.'s Fig. 1c; the true patterns give at most about 0.1);
+- ARI: adjusted Rand index of :func:`dask_stemnmf.classify`'s default cut against the true
+  phases, over the visible precipitates' matched components;
+- found: rows of the precipitate table against the visible precipitates.
+
+Methods: ``defaults`` is ``ConstrainedNMF(K).fit(scan)`` exactly as a user calls it;
+``auto`` adds ``map_resolution_nm="auto"``; ``primitive`` turns both constraints off; ``PCA``;
+``sklearn`` is an expert scikit-learn NMF (coordinate descent, NNDSVDa, on the same pixels,
+bright-field disc masked, 1,000 iterations). The second generator,
+:mod:`benchmarks.kinematic`, needs the ``validation`` extra (diffsims).
+
+    python -m benchmarks.recovery --generators ours,kinematic --doses 1500,4000 \\
+        --probe-px 2.9,4.5 --blur soft
 """
 
 from __future__ import annotations
@@ -27,48 +42,47 @@ import dask  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from dask_stemnmf import decompose, match_to_truth, pca, simulate_scan  # noqa: E402
+from dask_stemnmf import ConstrainedNMF, classify, match_to_truth, pca, simulate_scan  # noqa: E402
 from dask_stemnmf._kernels.constraints import dip_depth  # noqa: E402
-from dask_stemnmf.errors import ConvergenceWarning  # noqa: E402
-from dask_stemnmf.nmf.calibration import default_continuity_radius  # noqa: E402
+from dask_stemnmf.errors import ConvergenceWarning, StemNMFWarning  # noqa: E402
+from dask_stemnmf.evaluate import hole_depth  # noqa: E402
 
-FIT = {"max_iter": 300, "tol": 1e-5}
-PRIMITIVE = {"diffraction_continuity": False, **FIT}
-BOTH = {"map_resolution_nm": "probe", "diffraction_continuity": True, **FIT}
+#: Disc softness and detector blur: (disc edge sigma, PSF core sigma, PSF tail weight), px.
+BLUR = {"sharp": (0.0, 0.3, 0.0), "soft": (1.0, 1.0, 0.05)}
 
-#: name -> how to fit ``(scan, k)``.
-METHODS: dict[str, Callable[[xr.Dataset, int], xr.Dataset]] = {
-    "PCA": lambda ds, k: pca(ds, k),
-    "primitive NMF, no mask": lambda ds, k: decompose(ds, k, bright_field_mask=None, **PRIMITIVE),
-    "primitive NMF + mask": lambda ds, k: decompose(ds, k, **PRIMITIVE),
-    "map constraint + mask": lambda ds, k: decompose(
-        ds, k, map_resolution_nm="probe", diffraction_continuity=False, **FIT
-    ),
-    "continuity + mask": lambda ds, k: decompose(ds, k, **FIT),
-    "both + mask (defaults)": lambda ds, k: decompose(ds, k, **BOTH),
-    "both + mask, no noise floor": lambda ds, k: decompose(
-        ds, k, dip_threshold=0.04, dip_sigma=0.0, **BOTH
-    ),
-    "both + mask, closing of a disc radius": lambda ds, k: decompose(
-        ds, k, continuity_radius_px=2 * _half_disc(ds), **BOTH
-    ),
-    "noise normalisation, no mask": lambda ds, k: decompose(
-        ds, k, noise_normalisation=True, bright_field_mask=None, **PRIMITIVE
-    ),
-    "noise normalisation + mask": lambda ds, k: decompose(
-        ds, k, noise_normalisation=True, **PRIMITIVE
-    ),
-    "both + noise normalisation + mask": lambda ds, k: decompose(
-        ds, k, noise_normalisation=True, **BOTH
-    ),
-    "KL (mu) + mask": lambda ds, k: decompose(
-        ds, k, solver="mu", loss="kl", diffraction_continuity=False, **FIT
-    ),
+
+def _sklearn(ds: xr.Dataset, k: int, used: np.ndarray) -> xr.Dataset:
+    """An expert scikit-learn NMF on the fitted pixels, shaped like a fit result."""
+    from sklearn.decomposition import NMF
+
+    ny, nx = ds.sizes["scan_y"], ds.sizes["scan_x"]
+    d = np.asarray(ds["intensity"].values, dtype=np.float32).reshape(ny * nx, -1)
+    flat = used.reshape(-1)
+    model = NMF(k, init="nndsvda", solver="cd", max_iter=1000, tol=1e-6, random_state=0)
+    w = model.fit_transform(d[:, flat])
+    h = np.zeros((k, flat.size), dtype=np.float64)
+    h[:, flat] = model.components_
+    scale = np.maximum(h.sum(axis=1), 1e-300)
+    return xr.Dataset(
+        {
+            "maps": (("component", "scan_y", "scan_x"), (w * scale).T.reshape(k, ny, nx)),
+            "diffractions": (("component", "k_y", "k_x"), (h / scale[:, None]).reshape(k, *used.shape)),
+            "fit_mask": (("k_y", "k_x"), used),
+        },
+        coords={d: ds[d] for d in ("scan_y", "scan_x", "k_y", "k_x")},
+    )
+
+
+#: name -> how to fit ``(scan, k, fitted pixels)``.
+METHODS: dict[str, Callable[[xr.Dataset, int, np.ndarray], xr.Dataset]] = {
+    "defaults": lambda ds, k, used: ConstrainedNMF(k).fit(ds).result_,
+    "auto": lambda ds, k, used: ConstrainedNMF(k, map_resolution_nm="auto").fit(ds).result_,
+    "primitive": lambda ds, k, used: ConstrainedNMF(
+        k, map_resolution_nm=None, diffraction_continuity=False
+    ).fit(ds).result_,
+    "PCA": lambda ds, k, used: pca(ds, k),
+    "sklearn": _sklearn,
 }
-
-
-def _half_disc(ds: xr.Dataset) -> float:
-    return default_continuity_radius(ds, ("k_y", "k_x"))
 
 
 def significant_dips(result: xr.Dataset, used: np.ndarray) -> int:
@@ -80,65 +94,121 @@ def significant_dips(result: xr.Dataset, used: np.ndarray) -> int:
     return total
 
 
+def visible(ds: xr.Dataset) -> np.ndarray:
+    """Indices of the visible precipitate sources: at least 1.5 nm and the probe across."""
+    radius = np.asarray(ds["true_radius"].values, dtype=np.float64)
+    fwhm = float(ds.attrs.get("probe_fwhm_nm", 0.0))
+    return np.flatnonzero(np.nan_to_num(2 * radius) >= max(1.5, fwhm))
+
+
+def adjusted_rand(a: np.ndarray, b: np.ndarray) -> float:
+    """Adjusted Rand index of two labellings."""
+    from sklearn.metrics import adjusted_rand_score
+
+    return float(adjusted_rand_score(a, b)) if a.size > 1 else float("nan")
+
+
 def score(ds: xr.Dataset, name: str, used: np.ndarray) -> dict[str, Any]:
     """Fit one method and score it against the truth."""
     k = ds.sizes["source"]
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        result = METHODS[name](ds, k)
+        warnings.simplefilter("ignore", StemNMFWarning)
+        result = METHODS[name](ds, k, used)
     seconds = time.perf_counter() - start
     match = match_to_truth(result, ds, pixels=used)
-    crystals = slice(2, None)  # sources 0 and 1 are the direct beam and the matrix
-    d = match["diffraction_cosine"].values[crystals]
-    m = match["map_cosine"].values[crystals]
-    loss = float(result["loss"].values[-1]) if "loss" in result else float("nan")
-    dips = significant_dips(result, used) if name != "PCA" else -1
-    return {"d": d, "m": m, "loss": loss, "dips": dips, "s": seconds}
+    seen = visible(ds)
+    out: dict[str, Any] = {
+        "d": match["diffraction_cosine"].values[seen],
+        "m": match["map_cosine"].values[seen],
+        "s": seconds,
+        "iters": int(result.attrs.get("n_iter", 0)),
+        "visible": seen.size,
+    }
+    if name == "PCA":
+        return {**out, "dips": -1, "holes": float("nan"), "ari": float("nan"), "found": -1}
+    out["dips"] = significant_dips(result, used)
+    out["holes"] = float(hole_depth(result, ds, match=match)["hole_depth"].max())
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", StemNMFWarning)
+            classes = classify(result)
+        labels = classes["class_label"].values[match["component"].values[seen]]
+        out["ari"] = adjusted_rand(ds["true_class"].values[seen], labels)
+        out["found"] = int(classes.sizes["precipitate"])
+    except Exception as error:  # a failed classification is a result of the table too
+        print(f"  classify failed for {name}: {error}")
+        out["ari"], out["found"] = float("nan"), -1
+    return out
+
+
+def make_scan(generator: str, dose: float, probe_px: float, blur: str, args: Any) -> xr.Dataset:
+    """One scan of the grid, persisted."""
+    edge, psf, tail = BLUR[blur]
+    scan = tuple(int(v) for v in args.scan.split("x"))
+    detector = tuple(int(v) for v in args.detector.split("x"))
+    common = dict(
+        seed=args.seed, scan=scan, detector=detector, precipitates=args.precipitates,
+        phases=args.phases, dose=dose, disc_edge_px=edge, psf_sigma_px=psf, psf_tail=tail,
+    )  # fmt: skip
+    if generator == "ours":
+        ds = simulate_scan(
+            probe_fwhm_nm=probe_px * 0.3, scan_step_nm=0.3, chunks=(scan[0] // 2, scan[1]),
+            precipitate_diameter_nm=(1.5, 5.0), **common,
+        )  # fmt: skip
+    else:
+        from benchmarks.kinematic import kinematic_scan
+
+        ds = kinematic_scan(probe_fwhm_px=probe_px, scan_step_nm=0.3, **common)
+    return ds.persist()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the comparison and print a markdown table."""
+    """Run the grid and print one markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--doses", default="500,1000,5000")
-    parser.add_argument("--seeds", default="7")
+    parser.add_argument("--generators", default="ours,kinematic")
+    parser.add_argument("--doses", default="1500,4000")
+    parser.add_argument("--probe-px", default="2.9", help="probe FWHM in scan pixels")
+    parser.add_argument("--blur", default="soft", help="comma-separated: sharp, soft")
+    parser.add_argument("--phases", type=int, default=3)
+    parser.add_argument("--precipitates", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--scan", default="48x48")
     parser.add_argument("--detector", default="48x48")
-    parser.add_argument("--precipitates", type=int, default=6)
-    parser.add_argument("--phases", type=int, default=2)
-    parser.add_argument("--diameter", default="1,5", help="precipitate diameters in nm, min,max")
-    parser.add_argument("--methods", default="", help="semicolon-separated subset of the names")
+    parser.add_argument("--methods", default=",".join(METHODS))
     args = parser.parse_args(argv)
-    scan = tuple(int(v) for v in args.scan.split("x"))
-    detector = tuple(int(v) for v in args.detector.split("x"))
-    lo, hi = (float(v) for v in args.diameter.split(","))
-    names = [n for n in METHODS if not args.methods or n in args.methods.split(";")]
+    names = args.methods.split(",")
     dask.config.set(scheduler="threads", num_workers=2)
-    print("| dose | method | diffraction cos min / mean | map cos min / mean | dips | loss | s |")
-    print("|---|---|---|---|---|---|---|")
-    for dose in (float(v) for v in args.doses.split(",")):
-        rows: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
-        for seed in (int(v) for v in args.seeds.split(",")):
-            ds = simulate_scan(
-                scan=scan, detector=detector, precipitates=args.precipitates,
-                phases=args.phases, dose=dose, seed=seed, chunks=(scan[0] // 2, scan[1]),
-                precipitate_diameter_nm=(lo, hi),
-            ).persist()  # fmt: skip
-            used = decompose(ds, 1, max_iter=1, diffraction_continuity=False)["fit_mask"].values
-            for name in names:
-                rows[name].append(score(ds, name, used))
-        for name in names:
-            d = np.concatenate([r["d"] for r in rows[name]])
-            m = np.concatenate([r["m"] for r in rows[name]])
-            dips = sum(r["dips"] for r in rows[name])
-            loss = np.mean([r["loss"] for r in rows[name]])
-            secs = np.mean([r["s"] for r in rows[name]])
-            print(
-                f"| {dose:g} | {name} | {d.min():.2f} / {d.mean():.2f} | "
-                f"{m.min():.2f} / {m.mean():.2f} | {dips if dips >= 0 else '-'} | "
-                f"{loss:.4f} | {secs:.1f} |",
-                flush=True,
-            )
+    print(
+        "| generator | dose | probe px | blur | method | pattern cos mean / min | "
+        "map cos mean / min | dips | holes | ARI | found / visible | iters | s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for generator in args.generators.split(","):
+        for dose in (float(v) for v in args.doses.split(",")):
+            for probe in (float(v) for v in args.probe_px.split(",")):
+                for blur in args.blur.split(","):
+                    ds = make_scan(generator, dose, probe, blur, args)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        used = ConstrainedNMF(1, max_iter=1, diffraction_continuity=False,
+                                              map_resolution_nm=None).fit(ds).result_
+                    used = used["fit_mask"].values
+                    for name in names:
+                        r = score(ds, name, used)
+                        d, m = r["d"], r["m"]
+                        ari = "-" if np.isnan(r["ari"]) else f"{r['ari']:.2f}"
+                        holes = "-" if np.isnan(r["holes"]) else f"{r['holes']:.2f}"
+                        dips = "-" if r["dips"] < 0 else str(r["dips"])
+                        found = "-" if r["found"] < 0 else str(r["found"])
+                        print(
+                            f"| {generator} | {dose:g} | {probe:g} | {blur} | {name} | "
+                            f"{d.mean():.2f} / {d.min():.2f} | {m.mean():.2f} / {m.min():.2f} | "
+                            f"{dips} | {holes} | {ari} | {found} / {r['visible']} | "
+                            f"{r['iters']} | {r['s']:.0f} |",
+                            flush=True,
+                        )
 
 
 if __name__ == "__main__":
