@@ -66,7 +66,9 @@ def _sklearn(ds: xr.Dataset, k: int, used: np.ndarray) -> xr.Dataset:
     return xr.Dataset(
         {
             "maps": (("component", "scan_y", "scan_x"), (w * scale).T.reshape(k, ny, nx)),
-            "diffractions": (("component", "k_y", "k_x"), (h / scale[:, None]).reshape(k, *used.shape)),
+            "diffractions": (
+                ("component", "k_y", "k_x"), (h / scale[:, None]).reshape(k, *used.shape)
+            ),
             "fit_mask": (("k_y", "k_x"), used),
         },
         coords={d: ds[d] for d in ("scan_y", "scan_x", "k_y", "k_x")},
