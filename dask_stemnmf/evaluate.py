@@ -213,9 +213,9 @@ def hole_depth(
     - ``arc``: its mean over the arc of the same radius (``|rho - R| <= r / 2``) beside the
       disc, at arc lengths ``arc_offset`` (in disc radii ``r``) on either side of it, leaving
       out every pixel within 1.5 radii of a Bragg disc or of the direct beam and every pixel
-      where a precipitate source's pattern exceeds 1 % of its maximum (its faint discs and
-      soft rims), so the component's own spots do not bias it, while the arc follows a halo
-      ring;
+      where a precipitate source's pattern exceeds its median by 1 % of its maximum (its
+      faint discs and soft rims), so the component's own spots do not bias it, while the
+      arc follows a halo ring;
     - ``depth = max(0, arc - inside)``.
 
     The component's hole depth is the mean depth over those discs divided by its mean
@@ -296,7 +296,9 @@ def hole_depth(
     free = fitted & (rho > 1.5 * radius)
     for s in range(n_src):  # every disc, faint ones and their soft rims too
         if crystal[s] and tp[s].max() > 0:
-            free &= tp[s] <= _EXCLUDE_THRESHOLD * tp[s].max()
+            # above its own floor (the detector's tail spreads a little everywhere)
+            floor = float(np.median(tp[s][fitted])) if fitted.any() else 0.0
+            free &= tp[s] <= floor + _EXCLUDE_THRESHOLD * (tp[s].max() - floor)
             for cy, cx in discs[s]:
                 free &= np.hypot(yy - cy, xx - cx) > 1.5 * radius
     flat = fp.reshape(k, -1)
