@@ -17,7 +17,8 @@ least 1.5 nm and at least the probe's FWHM):
 - found: rows of the precipitate table against the visible precipitates.
 
 Methods: ``defaults`` is ``ConstrainedNMF(K).fit(scan)`` exactly as a user calls it;
-``auto`` adds ``map_resolution_nm="auto"``; ``primitive`` turns both constraints off; ``PCA``;
+``probe`` limits the maps to the probe's resolution alone (``map_resolution_nm="probe"``;
+the default ``"auto"`` also takes the dose-limited resolution when it is coarser); ``primitive`` turns both constraints off; ``PCA``;
 ``sklearn`` is an expert scikit-learn NMF (coordinate descent, NNDSVDa, on the same pixels,
 bright-field disc masked, 1,000 iterations). The second generator,
 :mod:`benchmarks.kinematic`, needs the ``validation`` extra (diffsims).
@@ -78,7 +79,7 @@ def _sklearn(ds: xr.Dataset, k: int, used: np.ndarray) -> xr.Dataset:
 #: name -> how to fit ``(scan, k, fitted pixels)``.
 METHODS: dict[str, Callable[[xr.Dataset, int, np.ndarray], xr.Dataset]] = {
     "defaults": lambda ds, k, used: ConstrainedNMF(k).fit(ds).result_,
-    "auto": lambda ds, k, used: ConstrainedNMF(k, map_resolution_nm="auto").fit(ds).result_,
+    "probe": lambda ds, k, used: ConstrainedNMF(k, map_resolution_nm="probe").fit(ds).result_,
     "primitive": lambda ds, k, used: ConstrainedNMF(
         k, map_resolution_nm=None, diffraction_continuity=False
     ).fit(ds).result_,
