@@ -2,7 +2,8 @@
 
 The leading singular subspace of the fitted matrix comes from its Gram matrix ``D^T D`` in
 one pass when the detector is moderate (exact), else from a randomised SVD with enough power
-iterations and oversampling to be as good. A second pass projects the data on it; for
+iterations (each re-orthonormalised: raw powers of large counts overflow float32) and
+oversampling to be as good. A second pass projects the data on it; for
 counts it projects the two binomially thinned halves of the data separately, whose sum gives
 the left singular vectors and whose Fourier ring correlation gives the dose-limited
 resolution of the maps (:mod:`dask_stemnmf.nmf.resolution`).
@@ -226,7 +227,8 @@ def _randomised(
     if transform.row_scale is not None:
         rows = rows * to_rows(transform.row_scale[..., None].astype(np.float32))
     _, s_da, vt = da.linalg.svd_compressed(
-        rows, k, n_power_iter=POWER_ITERATIONS, n_oversamples=max(OVERSAMPLES, k),
+        rows, k, iterator="QR", n_power_iter=POWER_ITERATIONS,
+        n_oversamples=max(OVERSAMPLES, k),
         seed=seed, compute=False,
     )  # fmt: skip
     s, vt = dask.compute(s_da, vt)
