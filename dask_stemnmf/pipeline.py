@@ -79,7 +79,10 @@ def _save_checkpoint(path: Path, state: dict[str, Any], tag: dict[str, str]) -> 
         S=state["S"],
         scale=state["scale"],
         losses=np.asarray(state["losses"], dtype=np.float64),
-        scalars=np.array([state["iteration"], state["loss"], state["fraction"], state["n_dips"]]),
+        scalars=np.array([
+            state["iteration"], state["loss"], state["fraction"], state["n_dips"],
+            -1 if state.get("full_since") is None else state["full_since"],
+        ]),  # fmt: skip
         tag=np.array(json.dumps(tag)),
     )
     os.replace(tmp, path)
@@ -91,11 +94,13 @@ def _load_checkpoint(path: Path, tag: dict[str, str]) -> dict[str, Any] | None:
     with np.load(path) as f:
         if json.loads(str(f["tag"])) != tag:
             return None
-        it, loss, fraction, n_dips = f["scalars"]
+        if f["scalars"].size != 5:
+            return None  # an older checkpoint: start afresh
+        it, loss, fraction, n_dips, full_since = f["scalars"]
         return {
             "C": f["C"], "S": f["S"], "scale": f["scale"], "losses": list(f["losses"]),
             "iteration": int(it), "loss": float(loss), "fraction": float(fraction),
-            "n_dips": int(n_dips),
+            "n_dips": int(n_dips), "full_since": None if full_since < 0 else int(full_since),
         }  # fmt: skip
 
 

@@ -46,7 +46,7 @@ def test_a_missing_chunk_is_refused_by_name_or_masked_on_request(store, capsys):
     assert (~ds["scan_mask"].values).sum() == 64 and not ds["scan_mask"].values[8:, :8].any()
     assert ds["intensity"].values[8:, :8].max() == 0
     with dask.config.set(scheduler="synchronous"):
-        result = decompose(ds, 3, max_iter=20, diffraction_continuity=False)
+        result = decompose(ds, 3, max_iter=20, diffraction_continuity=False, map_resolution_nm=None)
     assert np.isfinite(result["maps"].values).all()
     assert result["maps"].values[:, 8:, :8].max() < 1e-3 * result["maps"].values.max()
 

@@ -16,7 +16,7 @@ from dask_stemnmf import (
     simulate_scan,
 )
 from dask_stemnmf._kernels.nmf import hals_sweeps, mu_step, nnls_clip
-from dask_stemnmf.errors import ConvergenceWarning
+from dask_stemnmf.errors import ConvergenceWarning, StemNMFWarning
 from dask_stemnmf.nmf.stats import c_update, s_statistics, split_statistics
 
 from . import naive
@@ -131,6 +131,7 @@ def test_hals_fit_equals_the_in_memory_reference(scan):
         init=(C0, S0),
         max_iter=15,
         tol=0,
+        map_resolution_nm=None,  # the reference is primitive NMF
         diffraction_continuity=False,
         inner_sweeps=3,
         inner_tol=0.0,
@@ -178,6 +179,7 @@ def test_als_equals_its_in_memory_reference(scan):
             max_iter=3,
             tol=0,
             diffraction_continuity=False,
+            map_resolution_nm=None,
         )
     D = matrix(scan)
     S = S0 / S0.sum(axis=0)
@@ -230,6 +232,7 @@ def test_mu_agrees_with_scikit_learn_from_the_same_start(scan):
             max_iter=30,
             tol=0,
             diffraction_continuity=False,
+            map_resolution_nm=None,
         )
     ours = r["maps"].values.reshape(3, -1).T @ r["diffractions"].values.reshape(3, -1)
     theirs = W @ ref.components_
@@ -321,9 +324,15 @@ def test_bad_requests_are_refused(scan):
         decompose(bad, 2)
     neg = scan.assign(intensity=scan["intensity"].astype("float32") - 1)
     with pytest.raises(InputError, match="negative='clip'"):
-        decompose(neg, 2)
-    r = decompose(neg, 2, negative="clip", max_iter=3, tol=1)
+        decompose(neg, 2, negative="refuse")
+    with pytest.raises(InputError, match="map_resolution_nm"):
+        decompose(scan, 2, map_resolution_nm="sharp")
+    # clipped by default, with a note giving their count and minimum
+    n_neg = int((neg["intensity"].values < 0).sum())
+    with pytest.warns(StemNMFWarning, match=f"{n_neg} negative values \\(min -1"):
+        r = decompose(neg, 2, max_iter=3, tol=1)
     assert np.isfinite(r["maps"].values).all()
+    assert any("negative values" in note for note in r.attrs["notes"])
 
 
 def test_more_components_than_the_rank_gives_no_nan():
@@ -463,7 +472,7 @@ def test_noise_normalisation_with_the_map_constraint_band_limits_the_physical_ma
         assert naive.dct_power_beyond(m, step, cutoff * (1 + 1e-9)) < 1e-6
     plain = decompose(
         ds, 4, noise_normalisation=True, bright_field_mask=None, diffraction_continuity=False,
-        max_iter=20, tol=0, init="random",
+        max_iter=20, tol=0, init="random", map_resolution_nm=None,
     )  # fmt: skip
     beyond = [naive.dct_power_beyond(m.astype(float), step, cutoff) for m in plain["maps"].values]
     assert max(beyond) > 1e-3  # without the constraint the same fit is not band-limited
@@ -489,6 +498,7 @@ def test_kl_mu_agrees_with_scikit_learn_from_the_same_start(scan):
         max_iter=25,
         tol=0,
         diffraction_continuity=False,
+        map_resolution_nm=None,
     )
     ours = r["maps"].values.reshape(3, -1).T.astype(float) @ r["diffractions"].values.reshape(3, -1)
     theirs = W @ ref.components_
@@ -522,9 +532,10 @@ def recovery(seed):
         scan=(48, 48), detector=(48, 48), precipitates=6, phases=2, seed=seed, chunks=(24, 48)
     ).persist()
     k = ds.sizes["source"]
-    kw = {"max_iter": 300, "tol": 1e-5}
-    constrained = decompose(ds, k, map_resolution_nm="probe", **kw)
-    primitive = decompose(ds, k, diffraction_continuity=False, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        constrained = decompose(ds, k)  # the defaults, as a user calls it
+        primitive = decompose(ds, k, map_resolution_nm=None, diffraction_continuity=False)
     used = constrained["fit_mask"].values
     out = {}
     for name, result in [("c", constrained), ("p", primitive), ("pca", pca(ds, k))]:
@@ -570,7 +581,7 @@ def test_a_run_resumed_from_a_checkpoint_ends_as_the_uninterrupted_run(scan, con
     if constraints:
         kw.update(map_resolution_nm="probe", diffraction_continuity=True, continuity_warm_start=5)
     else:
-        kw.update(diffraction_continuity=False)
+        kw.update(map_resolution_nm=None, diffraction_continuity=False)
     states = []
     whole = ConstrainedNMF(4, checkpoint=states.append, **kw).fit(scan).result_
     assert [s["iteration"] for s in states] == [10, 20]
