@@ -82,7 +82,7 @@ def _save_checkpoint(path: Path, state: dict[str, Any], tag: dict[str, str]) -> 
         scalars=np.array([
             state["iteration"], state["loss"], state["fraction"], state["n_dips"],
             -1 if state.get("full_since") is None else state["full_since"],
-        ]),  # fmt: skip
+        ]),
         tag=np.array(json.dumps(tag)),
     )
     os.replace(tmp, path)
