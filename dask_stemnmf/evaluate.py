@@ -294,13 +294,17 @@ def hole_depth(
     rho = np.hypot(yy - centre[0], xx - centre[1])
     phi = np.arctan2(yy - centre[0], xx - centre[1])
     free = fitted & (rho > 1.5 * radius)
-    for s in range(n_src):  # every disc, faint ones and their soft rims too
+    # per source: its discs and their soft rims, which bias an arc of a component that owns
+    # them or of a disc of that source
+    taken = np.zeros((n_src, *tp.shape[1:]), dtype=bool)
+    for s in range(n_src):
         if crystal[s] and tp[s].max() > 0:
             # above its own floor (the detector's tail spreads a little everywhere)
             floor = float(np.median(tp[s][fitted])) if fitted.any() else 0.0
-            free &= tp[s] <= floor + _EXCLUDE_THRESHOLD * (tp[s].max() - floor)
+            taken[s] = tp[s] > floor + _EXCLUDE_THRESHOLD * (tp[s].max() - floor)
             for cy, cx in discs[s]:
-                free &= np.hypot(yy - cy, xx - cx) > 1.5 * radius
+                taken[s] |= np.hypot(yy - cy, xx - cx) <= 1.5 * radius
+    anyone = taken.any(axis=0)
     flat = fp.reshape(k, -1)
     half = int(math.ceil(radius))
     disc_area = float(
@@ -319,15 +323,23 @@ def hole_depth(
             along = np.abs(np.angle(np.exp(1j * (phi - theta)))) * r_disc
             arc = (
                 free
+                & ~taken[s]
                 & (np.abs(rho - r_disc) <= 0.5 * radius)
                 & (along >= arc_offset[0] * radius)
                 & (along <= arc_offset[1] * radius)
             )
-            if arc.sum() < 4:
-                continue
-            arc_mean = flat[:, arc.reshape(-1)].mean(axis=1)
             inside_mean = flat[:, inside.reshape(-1)].mean(axis=1)
-            depths.append(np.clip(arc_mean - inside_mean, 0.0, None))
+            depth = np.full(k, np.nan)
+            clear = arc & ~anyone
+            for c in range(k):
+                # clear of every disc where there is room; in crowded patterns clear of
+                # this source's and the component's own, with the median of the arc robust
+                # to other sources' holes along it
+                mine = clear if clear.sum() >= 4 else arc
+                mine = mine if own[c] < 0 else mine & ~taken[own[c]]
+                if mine.sum() >= 4:
+                    depth[c] = max(float(np.median(flat[c, mine.reshape(-1)])) - inside_mean[c], 0)
+            depths.append(depth)
             disc_source.append(s)
             disc_at.append((cy, cx))
     depth_arr = np.asarray(depths, dtype=np.float64).reshape(-1, k)
@@ -345,6 +357,7 @@ def hole_depth(
                 at_arr[:, None, 0] - mine[None, :, 0], at_arr[:, None, 1] - mine[None, :, 1]
             )
             use &= gap.min(axis=1) >= 2.0 * radius
+        use &= np.isfinite(depth_arr[:, c])
         counts[c] = int(use.sum())
         if counts[c] and mean_level[c] > 0:
             out[c] = float(depth_arr[use, c].mean() / mean_level[c])

@@ -23,8 +23,10 @@ __all__ = [
     "constrained_hals_maps",
     "dip_depth",
     "disc_footprint",
+    "fill_at",
     "fill_dips",
     "project_bandlimited_nonnegative",
+    "upward_peaks",
 ]
 
 
@@ -240,3 +242,70 @@ def constrained_hals_maps(
                 u = project_bandlimited_nonnegative(u - step * (u - target), keep, n_iter)
             w[..., j] = u / r
     return w.astype(np.float32)
+
+
+def upward_peaks(pattern: np.ndarray, radius_px: float, level: float | np.ndarray) -> np.ndarray:
+    """Pixels of a pattern's upward peaks: where its white top-hat exceeds ``level``.
+
+    The top-hat (the pattern minus its grey-scale opening with a disc of ``radius_px``, about
+    one Bragg disc) keeps exactly the bright features narrower than the disc: Bragg discs,
+    not halo rings or the smooth background.
+
+    Parameters
+    ----------
+    pattern
+        ``(k_y, k_x)`` pattern.
+    radius_px
+        Opening disc radius in pixels.
+    level
+        Least height of a peak above its surroundings (a number or an array like
+        ``pattern``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(k_y, k_x)`` bool.
+    """
+    opened = ndimage.grey_opening(pattern, footprint=disc_footprint(radius_px), mode="nearest")
+    return pattern - opened > level
+
+
+def fill_at(
+    pattern: np.ndarray,
+    where: np.ndarray,
+    valid: np.ndarray,
+    radius_px: float,
+    fraction: float = 1.0,
+) -> tuple[np.ndarray, int]:
+    """Raise a pattern at ``where`` to the level of its surroundings; never lower a pixel.
+
+    The level is a normalised convolution: a Gaussian (sigma ``radius_px``) average of the
+    pattern over the valid pixels outside ``where``, so a hole is filled with the intensity
+    around it (a halo ring's included) and not with the hole's own values.
+
+    Parameters
+    ----------
+    pattern
+        ``(k_y, k_x)`` pattern.
+    where
+        ``(k_y, k_x)`` bool: the pixels to fill (e.g. other components' Bragg discs).
+    valid
+        ``(k_y, k_x)`` bool: fitted pixels (masked ones neither give nor take).
+    radius_px
+        Scale of the surroundings, pixels.
+    fraction
+        How far to raise (1 fully).
+
+    Returns
+    -------
+    filled : numpy.ndarray
+        The pattern, raised at ``where``.
+    n : int
+        Pixels raised.
+    """
+    source = valid & ~where
+    weight = ndimage.gaussian_filter(source.astype(np.float64), radius_px, mode="constant")
+    level = ndimage.gaussian_filter(np.where(source, pattern, 0.0), radius_px, mode="constant")
+    level = np.where(weight > 1e-3, level / np.maximum(weight, 1e-300), 0.0)
+    raise_by = np.where(where & valid, np.maximum(level - pattern, 0.0), 0.0)
+    return pattern + fraction * raise_by, int((raise_by > 0).sum())

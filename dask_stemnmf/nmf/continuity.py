@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
-from .._kernels.constraints import fill_dips
+from .._kernels.constraints import fill_at, fill_dips, upward_peaks
 
 __all__ = ["fill_all", "poisson_sigma"]
 
@@ -28,27 +29,64 @@ def fill_all(
     threshold: float,
     floor: np.ndarray,
     fraction: float,
+    foreign: bool = True,
 ) -> tuple[np.ndarray, int]:
     """Fill every diffraction's dips deeper than ``max(threshold * peak, floor)``.
+
+    Two fills, neither of which lowers a pixel:
+
+    1. a grey-scale closing with a disc of ``radius`` raises the narrow dips to ``threshold``
+       below it (:func:`dask_stemnmf._kernels.constraints.fill_dips`);
+    2. with ``foreign`` (2-D patterns), each diffraction is raised to the level of its
+       surroundings where *other* components hold upward peaks (their Bragg discs, found by
+       a white top-hat of a disc twice ``radius`` across, above the same depth floor) and it
+       has none of its own: the paper's artefact is exactly a hole where another component
+       owns a spot, and a closing small enough to keep real valleys between close discs
+       cannot fill a hole a whole disc wide.
 
     Masked pixels (zeros) only shape the closing; ``floor`` is ``(M, K)`` (noise per pixel).
     """
     out = S.copy()
     total = 0
-    full = np.zeros(int(np.prod(sig_shape)))
-    depth_floor = np.zeros(int(np.prod(sig_shape)))
-    for j in range(S.shape[1]):
+    m_full = int(np.prod(sig_shape))
+    k = S.shape[1]
+    images = np.zeros((k, m_full))
+    levels = np.full((k, m_full), np.inf)
+    for j in range(k):
         peak = float(S[:, j].max())
         if peak <= 0:
             continue
-        full[:] = 0.0
-        full[idx] = S[:, j]
-        depth_floor[:] = np.inf
-        depth_floor[idx] = np.maximum(threshold * peak, floor[:, j])
+        images[j, idx] = S[:, j]
+        levels[j, idx] = np.maximum(threshold * peak, floor[:, j])
         filled, _ = fill_dips(
-            full.reshape(sig_shape), radius, depth_floor.reshape(sig_shape), fraction
+            images[j].reshape(sig_shape), radius, levels[j].reshape(sig_shape), fraction
         )
         new = filled.reshape(-1)[idx]
         total += int((new > S[:, j]).sum())
         out[:, j] = new
+    if not foreign or len(sig_shape) != 2 or k < 2:
+        return out, total
+    valid = np.zeros(m_full, dtype=bool)
+    valid[idx] = True
+    valid_img = valid.reshape(sig_shape)
+    disc = 2.0 * radius
+    grow = ndimage.generate_binary_structure(2, 1)
+    peaks = np.stack([
+        ndimage.binary_dilation(
+            upward_peaks(images[j].reshape(sig_shape), disc, levels[j].reshape(sig_shape)),
+            grow,
+        )
+        for j in range(k)
+    ])  # fmt: skip
+    anyone = peaks.sum(axis=0)
+    for j in range(k):
+        others = (anyone - peaks[j]) > 0
+        where = others & ~peaks[j] & valid_img
+        if not where.any() or out[:, j].max() <= 0:
+            continue
+        current = np.zeros(m_full)
+        current[idx] = out[:, j]
+        filled, n = fill_at(current.reshape(sig_shape), where, valid_img, disc, fraction)
+        out[:, j] = filled.reshape(-1)[idx]
+        total += n
     return out, total

@@ -96,6 +96,11 @@ class ConstrainedNMF:
         (estimated from the pass's statistics): noise-level valleys are not artefacts.
     continuity_warm_start
         Iterations before the continuity constraint starts.
+    fill_foreign_peaks
+        Also raise each diffraction to the level of its surroundings where other components
+        hold Bragg discs and it has none (:func:`dask_stemnmf.nmf.continuity.fill_all`):
+        the holes of the paper's Fig. 1c are a whole disc wide, beyond a closing that keeps
+        the real valleys between close discs.
     inner_sweeps, inner_tol
         HALS inner-loop limits.
     map_sweeps, dykstra_iter
@@ -163,6 +168,7 @@ class ConstrainedNMF:
         dip_threshold: float = 0.02,
         dip_sigma: float = 4.0,
         continuity_warm_start: int = 10,
+        fill_foreign_peaks: bool = True,
         inner_sweeps: int = 10,
         inner_tol: float = 0.01,
         map_sweeps: int = 2,
@@ -188,6 +194,7 @@ class ConstrainedNMF:
         self.dip_threshold = dip_threshold
         self.dip_sigma = dip_sigma
         self.continuity_warm_start = continuity_warm_start
+        self.fill_foreign_peaks = fill_foreign_peaks
         self.inner_sweeps = inner_sweeps
         self.inner_tol = inner_tol
         self.map_sweeps = map_sweeps
@@ -421,7 +428,10 @@ class ConstrainedNMF:
                 phys = S * col[:, None]
                 sigma = col[:, None] / np.sqrt(np.maximum(np.diag(h), 1e-300))[None, :]
             floor = self.dip_sigma * sigma
-            filled, n = fill_all(phys, idx, sig_shape, radius, self.dip_threshold, floor, fraction)
+            filled, n = fill_all(
+                phys, idx, sig_shape, radius, self.dip_threshold, floor, fraction,
+                foreign=bool(self.fill_foreign_peaks),
+            )  # fmt: skip
             return (filled if col is None else filled / col[:, None]), n
 
         t_init = time.perf_counter()
@@ -698,6 +708,7 @@ class ConstrainedNMF:
             "dip_threshold": self.dip_threshold,
             "dip_sigma": self.dip_sigma,
             "continuity_warm_start": self.continuity_warm_start,
+            "fill_foreign_peaks": bool(self.fill_foreign_peaks),
             "inner_sweeps": self.inner_sweeps,
             "negative": self.negative,
             "noise_normalisation": bool(self.noise_normalisation),
