@@ -324,9 +324,9 @@ DETECTED_RADIUS_NM = {1500: 1.3, 5000: 0.9, 20000: 0.8}
 
 def test_default_cut_across_doses_phases_and_rotations():
     """Fit-like components of 2-5 phases at random rotations and 1,500-20,000 e/pattern: the
-    crystalline ones fall into their phases (adjusted Rand index 1 in 60 such scans when
-    this was written; 0.95 asked) with the default cut, and every precipitate above the
-    detection limit of its dose is crystalline."""
+    crystalline ones fall into their phases with the default cut (adjusted Rand index 1 in
+    all 120 such scans and 30 of one phase when this was written; 0.95 asked), and every
+    precipitate above the detection limit of its dose is crystalline."""
     rng = np.random.default_rng(0)
     rows = []
     for dose in DETECTED_RADIUS_NM:
