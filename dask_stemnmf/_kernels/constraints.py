@@ -275,9 +275,13 @@ def fill_at(
     where: np.ndarray,
     valid: np.ndarray,
     radius_px: float,
+    depth: float | np.ndarray = 0.0,
     fraction: float = 1.0,
 ) -> tuple[np.ndarray, int]:
-    """Raise a pattern at ``where`` to the level of its surroundings; never lower a pixel.
+    """Raise a pattern's holes at ``where`` to the level of its surroundings.
+
+    A pixel of ``where`` is raised only when it lies more than ``depth`` below that level
+    (a hole, not noise), and then to the level; no pixel is ever lowered.
 
     The level is a normalised convolution: a Gaussian (sigma ``radius_px``) average of the
     pattern over the valid pixels outside ``where``, so a hole is filled with the intensity
@@ -293,6 +297,8 @@ def fill_at(
         ``(k_y, k_x)`` bool: fitted pixels (masked ones neither give nor take).
     radius_px
         Scale of the surroundings, pixels.
+    depth
+        Least depth of a hole (a number or an array like ``pattern``: the noise floor).
     fraction
         How far to raise (1 fully).
 
@@ -307,5 +313,6 @@ def fill_at(
     weight = ndimage.gaussian_filter(source.astype(np.float64), radius_px, mode="constant")
     level = ndimage.gaussian_filter(np.where(source, pattern, 0.0), radius_px, mode="constant")
     level = np.where(weight > 1e-3, level / np.maximum(weight, 1e-300), 0.0)
-    raise_by = np.where(where & valid, np.maximum(level - pattern, 0.0), 0.0)
+    below = level - pattern
+    raise_by = np.where(where & valid & (below > depth), below, 0.0)
     return pattern + fraction * raise_by, int((raise_by > 0).sum())
