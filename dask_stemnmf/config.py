@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .classify import classify
 from .nmf import ConstrainedNMF
 
 __all__ = ["SCHEMA", "config_hash", "input_fingerprint", "load_config", "resolve_config"]
@@ -64,6 +65,11 @@ _NONE = ((lambda v: v is None), "null")
 def _engine_default(name: str) -> Any:
     """Return a :class:`~dask_stemnmf.ConstrainedNMF` default (one source of truth)."""
     return inspect.signature(ConstrainedNMF).parameters[name].default
+
+
+def _classify_default(name: str) -> Any:
+    """Return a :func:`~dask_stemnmf.classify` default (one source of truth)."""
+    return inspect.signature(classify).parameters[name].default
 
 
 #: Spellings of "no map constraint" besides YAML's ``null`` (normalised to ``None``).
@@ -116,12 +122,15 @@ SCHEMA: dict[str, dict[str, tuple[Any, tuple[Check, str]]]] = {
     "classify": {
         "distance_threshold": (None, _either(_NONE, _num(0, 2, strict=True))),
         "n_classes": (None, _either(_NONE, _int(1))),
-        "linkage": ("average", _one_of("average", "complete", "single")),
-        "min_distance": (0.25, _num(0, 2)),
-        "crystallinity_threshold": (0.35, _num(0, 1)),
-        "region_threshold": (0.5, _num(0, 1, strict=True)),
-        "n_angles": (360, _int(2)),
-        "scaling": ("sqrt", _one_of("sqrt", "log", "none")),
+        "linkage": (_classify_default("linkage"), _one_of("average", "complete", "single")),
+        "min_distance": (_classify_default("min_distance"), _num(0, 2)),
+        "max_distance": (_classify_default("max_distance"), _either(_NONE, _num(0, 2))),
+        "crystallinity_threshold": (_classify_default("crystallinity_threshold"), _num(0, 1)),
+        "significance_threshold": (_classify_default("significance_threshold"), _num(0)),
+        "region_threshold": (_classify_default("region_threshold"), _num(0, 1, strict=True)),
+        "region_significance": (_classify_default("region_significance"), _num(0)),
+        "n_angles": (_classify_default("n_angles"), _int(2)),
+        "scaling": (_classify_default("scaling"), _one_of("sqrt", "log", "none")),
     },
 }
 
