@@ -18,7 +18,8 @@ least 1.5 nm and at least the probe's FWHM):
 
 Methods: ``defaults`` is ``ConstrainedNMF(K).fit(scan)`` exactly as a user calls it;
 ``probe`` limits the maps to the probe's resolution alone (``map_resolution_nm="probe"``;
-the default ``"auto"`` also takes the dose-limited resolution when it is coarser); ``primitive`` turns both constraints off; ``PCA``;
+the default ``"auto"`` also takes the dose-limited resolution when it is coarser);
+``primitive`` turns both constraints off; ``PCA``;
 ``sklearn`` is an expert scikit-learn NMF (coordinate descent, NNDSVDa, on the same pixels,
 bright-field disc masked, 1,000 iterations). The second generator,
 :mod:`benchmarks.kinematic`, needs the ``validation`` extra (diffsims).

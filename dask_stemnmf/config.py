@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
 from .classify import classify
+from .errors import InputError
 from .nmf import ConstrainedNMF
 
 __all__ = ["SCHEMA", "config_hash", "input_fingerprint", "load_config", "resolve_config"]
