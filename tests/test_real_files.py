@@ -25,20 +25,11 @@ REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "re
 
 SYNC = ("--scheduler", "synchronous")
 
-#: Patterns over 4,096 pixels take the engine's randomised SVD, whose plain power iterations
-#: (6, without re-orthonormalisation) overflow float32 on bright uint8 patterns and end in
-#: "LinAlgError: SVD did not converge" (dask_stemnmf/nmf/init.py, _randomised).
-_SVD_OVERFLOW = pytest.mark.xfail(
-    strict=False,
-    reason="needs the engine fix: svd_compressed power iterations overflow float32 "
-    "(nmf/init.py _randomised; iterator='QR' works)",
-)
-
 #: name, scan shape, pattern shape, the reader it needs
 FILES = [
-    pytest.param("test1.blo", (3, 2), (144, 144), "rosettasciio", marks=_SVD_OVERFLOW),
+    ("test1.blo", (3, 2), (144, 144), "rosettasciio"),
     ("topspin_test_B.app5", (3, 7), (31, 26), "rosettasciio"),
-    pytest.param("001_4x2_6bit.mib", (2, 4), (256, 256), "rosettasciio", marks=_SVD_OVERFLOW),
+    ("001_4x2_6bit.mib", (2, 4), (256, 256), "rosettasciio"),
     ("py4DSTEM_size2x3x4x5.h5", (2, 3), (4, 5), "h5py"),
 ]
 
