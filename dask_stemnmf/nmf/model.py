@@ -404,13 +404,14 @@ class ConstrainedNMF:
         if persist is not None:
             # held in cluster memory as float32 when that fits: no conversion per pass
             data = data.astype(persist).persist()
-        counts = np.dtype(ds["intensity"].dtype).kind in "ui"
+        # the dose-limited resolution is measured (thinned halves) only where it is used
+        res = self.map_resolution_nm
+        dose_needed = res == "auto" or (res == "probe" and np.isnan(probe_cutoff(ds)))
+        thin = dose_needed and np.dtype(ds["intensity"].dtype).kind in "ui"
         subspace: Subspace | None = None
-        if self.init == "nndsvda" or self.map_resolution_nm in ("auto", "probe"):
+        if self.init == "nndsvda" or dose_needed:
             # one exact SVD pass, then the data (and its thinned halves) projected on it
-            subspace = leading_subspace(
-                data, k, self.random_state, self._transform, counts=counts
-            )
+            subspace = leading_subspace(data, k, self.random_state, self._transform, counts=thin)
         resolution = self._map_resolution(ds, subspace)
         self._keep = None
         if not np.isnan(resolution.cutoff_cycles_per_px):
