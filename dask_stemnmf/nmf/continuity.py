@@ -112,30 +112,3 @@ def _fill_foreign(
         out[j] = filled.reshape(-1)
         total += n
     return out, total
-    valid = np.zeros(m_full, dtype=bool)
-    valid[idx] = True
-    valid_img = valid.reshape(sig_shape)
-    disc = 2.0 * radius
-    grow = ndimage.generate_binary_structure(2, 1)
-    peaks = np.stack([
-        ndimage.binary_dilation(
-            upward_peaks(images[j].reshape(sig_shape), disc, levels[j].reshape(sig_shape)),
-            grow,
-        )
-        for j in range(k)
-    ])  # fmt: skip
-    anyone = peaks.sum(axis=0)
-    for j in range(k):
-        others = (anyone - peaks[j]) > 0
-        where = others & ~peaks[j] & valid_img
-        if not where.any() or out[:, j].max() <= 0:
-            continue
-        current = np.zeros(m_full)
-        current[idx] = out[:, j]
-        filled, n = fill_at(
-            current.reshape(sig_shape), where, valid_img, disc,
-            np.where(valid, levels[j], np.inf).reshape(sig_shape), fraction,
-        )  # fmt: skip
-        out[:, j] = filled.reshape(-1)[idx]
-        total += n
-    return out, total
