@@ -257,6 +257,24 @@ def _notes(ds: xr.Dataset, nmf: dict[str, Any]) -> list[str]:
     return notes
 
 
+def _resolution_text(nmf: dict[str, Any]) -> str:
+    """Say which map resolution the fit used and where it came from, in scan pixels."""
+    cutoff = _float(nmf.get("map_cutoff_cycles_per_px"))
+    if not np.isfinite(cutoff) or cutoff <= 0:
+        return "no map constraint"
+    res = nmf.get("map_resolution") or {}
+    source = {
+        "dose": "the dose-limited resolution (FRC of thinned halves)",
+        "probe": "the probe's resolution",
+        "given": "the resolution given",
+    }.get(str(res.get("source")), "the resolution used")
+    text = f"{1 / cutoff:.2f} scan pixels per cycle, {source}"
+    probe, dose = _float(res.get("probe_cycles_per_px")), _float(res.get("dose_cycles_per_px"))
+    limits = [f"{name} {1 / v:.2f}" for name, v in (("probe", probe), ("dose", dose))
+              if np.isfinite(v) and v > 0]
+    return text + (f" (limits in scan pixels: {', '.join(limits)})" if limits else "")
+
+
 def write_report(
     result: xr.Dataset, out: str | os.PathLike[str], *, overwrite: bool = False
 ) -> Path:
@@ -287,7 +305,10 @@ def write_report(
         _components(ds, "", tmp / "components.png", "constrained NMF: maps and diffractions")
         figures.append(("components.png", "Components: each map beside its diffraction."))
         _map_ffts(ds, "", tmp / "map_fft.png", scale, "constrained NMF: maps' Fourier transforms")
-        figures.append(("map_fft.png", "The maps' Fourier transforms and the resolution cutoff."))
+        figures.append((
+            "map_fft.png",
+            f"The maps' Fourier transforms and the resolution cutoff: {_resolution_text(nmf)}.",
+        ))  # fmt: skip
         _loss(ds, tmp / "loss.png")
         figures.append(("loss.png", "The loss, iteration by iteration."))
         if classified:

@@ -41,6 +41,10 @@ def test_report_has_every_figure_and_links_only_inside(report):
         assert (report / f"{name}.png").stat().st_size > 1000
         assert f'src="{name}.png"' in page
     assert "<table>" in page
+    # the map resolution used, and where it came from (the default: the coarser of probe
+    # and dose limits)
+    assert re.search(r"resolution cutoff: [0-9.]+ scan pixels per cycle, the (dose|probe)", page)
+    assert "limits in scan pixels: probe" in page
     for link in re.findall(r'(?:src|href)="([^"]*)"', page):
         parsed = urlparse(link)
         assert not parsed.scheme and not parsed.netloc and not link.startswith("/"), link
