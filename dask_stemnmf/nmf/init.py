@@ -3,10 +3,13 @@
 The leading singular subspace of the fitted matrix comes from its Gram matrix ``D^T D`` in
 one pass when the detector is moderate (exact), else from a randomised SVD with enough power
 iterations (each re-orthonormalised: raw powers of large counts overflow float32) and
-oversampling to be as good. A second pass projects the data on it; for
-counts it projects the two binomially thinned halves of the data separately, whose sum gives
-the left singular vectors and whose Fourier ring correlation gives the dose-limited
-resolution of the maps (:mod:`dask_stemnmf.nmf.resolution`).
+oversampling to be as good. A second pass projects the data on it (``D V``: the left
+singular vectors). When the dose-limited resolution is wanted, both passes also split the
+counts by binomial thinning into a basis share and two halves (the same split in each pass,
+drawn per position): the first pass adds the basis share's Gram matrix, the second projects
+the two halves on its leading vectors, and their Fourier ring correlation gives the
+resolution (:mod:`dask_stemnmf.nmf.resolution`). The split is drawn again in each pass
+rather than stored: it costs one more draw per value, not a copy of the data.
 """
 
 from __future__ import annotations
