@@ -9,7 +9,7 @@ from .centre import beam_centre
 from .classify import classify
 from .data import open_4dstem, save_4dstem
 from .errors import InputError, OutputExistsError, StemNMFError, StemNMFWarning
-from .evaluate import hole_depth, hole_depth_of_truth, match_to_truth
+from .evaluate import hole_depth, hole_depth_of_truth, match_to_truth, pattern_mixture
 from .nmf import ConstrainedNMF, decompose, pca
 from .similarity import rotational_similarity
 from .simulate import simulate_scan
@@ -28,6 +28,7 @@ __all__ = [
     "hole_depth_of_truth",
     "match_to_truth",
     "open_4dstem",
+    "pattern_mixture",
     "pca",
     "rotational_similarity",
     "save_4dstem",

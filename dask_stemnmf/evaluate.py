@@ -4,7 +4,9 @@ Found components are matched one-to-one to the true sources by the Hungarian alg
 the cosine similarity of their diffractions (over the pixels the fit used); each matched pair
 is then scored by the cosine of its diffractions and of its maps. :func:`hole_depth` measures
 the artefact the diffraction-continuity constraint removes: a component's artificial dips
-where another source owns a Bragg disc (Kimoto et al., Fig. 1c).
+where another source owns a Bragg disc (Kimoto et al., Fig. 1c). :func:`pattern_mixture` says
+what a component's diffraction is made of in true patterns: a precipitate component that
+holds a share of the amorphous halo fits the data as well as a pure one.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from scipy.optimize import linear_sum_assignment
 from .errors import InputError
 from .physics import bragg_disc_radius_inv_nm
 
-__all__ = ["cosine_matrix", "hole_depth", "hole_depth_of_truth", "match_to_truth"]
+__all__ = [
+    "cosine_matrix",
+    "hole_depth",
+    "hole_depth_of_truth",
+    "match_to_truth",
+    "pattern_mixture",
+]
 
 
 def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -416,3 +424,65 @@ def hole_depth_of_truth(truth: xr.Dataset, **kw: Any) -> xr.Dataset:
     )
     identity = np.arange(patterns.shape[0])
     return hole_depth(as_result, truth, match=identity, **kw)
+
+
+def pattern_mixture(
+    result: xr.Dataset, truth: xr.Dataset, *, match: xr.Dataset | None = None
+) -> xr.Dataset:
+    """Decompose each matched component's diffraction into shares of the true patterns.
+
+    A low diffraction cosine has two different causes: noise and artefacts, or a *mixture*
+    of true sources, which fits the data exactly as well (moving a share ``a`` of source
+    ``h``'s pattern into component ``p``'s and ``a`` times ``p``'s map into ``h``'s map leaves
+    ``C S^T`` unchanged, and stays non-negative while ``h``'s map is larger than ``a`` times
+    ``p``'s: an amorphous matrix under a precipitate). Each matched component's diffraction,
+    over the fitted pixels and scaled to sum 1, is decomposed by non-negative least squares on
+    the true patterns (each scaled to sum 1 over the same pixels).
+
+    Parameters
+    ----------
+    result
+        A decomposition: ``diffractions (component, *signal)``, optionally ``fit_mask``.
+    truth
+        A simulated scan with ``true_patterns (source, *signal)`` (and ``true_maps``, for the
+        matching when ``match`` is omitted).
+    match
+        The output of :func:`match_to_truth`; computed when omitted.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``mixture (source, part)``: the share of each true pattern ``part`` in the component
+        matched to ``source`` (rows sum to about 1 when the residual is small);
+        ``own_share (source)``: its own pattern's share; ``residual (source)``: the relative
+        norm of what no combination of true patterns explains (noise, artefacts). NaN for
+        unmatched sources.
+    """
+    from scipy.optimize import nnls
+
+    if match is None:
+        match = match_to_truth(result, truth)
+    n_src, k = truth.sizes["source"], result.sizes["component"]
+    tp = np.asarray(truth["true_patterns"].values, dtype=np.float64).reshape(n_src, -1)
+    fp = np.asarray(result["diffractions"].values, dtype=np.float64).reshape(k, -1)
+    if "fit_mask" in result.variables:
+        used = np.asarray(result["fit_mask"].values, dtype=bool).reshape(-1)
+        tp, fp = tp[:, used], fp[:, used]
+    tp = tp / np.maximum(tp.sum(axis=1, keepdims=True), 1e-300)
+    mixture = np.full((n_src, n_src), np.nan)
+    residual = np.full(n_src, np.nan)
+    for source, component in enumerate(np.asarray(match["component"].values)):
+        if component < 0:
+            continue
+        pattern = fp[component] / max(float(fp[component].sum()), 1e-300)
+        mixture[source], rnorm = nnls(tp.T, pattern)
+        residual[source] = rnorm / max(float(np.linalg.norm(pattern)), 1e-300)
+    sources = truth["source"].values if "source" in truth.coords else np.arange(n_src)
+    return xr.Dataset(
+        {
+            "mixture": (("source", "part"), mixture),
+            "own_share": (("source",), np.diagonal(mixture).copy()),
+            "residual": (("source",), residual),
+        },
+        coords={"source": sources, "part": sources},
+    )

@@ -5,6 +5,7 @@ import pytest
 import xarray as xr
 
 from dask_stemnmf import InputError, match_to_truth, simulate_scan
+from dask_stemnmf import pattern_mixture as sn_pattern_mixture
 from dask_stemnmf.evaluate import hole_depth, hole_depth_of_truth
 
 from . import naive
@@ -199,3 +200,32 @@ def test_hole_depth_refuses_what_it_cannot_measure(simulated):
         hole_depth(as_result(np.ones((2, 48, 48))), simulated, match=np.array([0, 1]))
     with pytest.raises(InputError, match="diffractions"):
         hole_depth(simulated, simulated)
+
+
+def test_pattern_mixture_recovers_the_shares_a_mixed_component_holds():
+    # sparse "precipitate" patterns and a broad "halo": component 1 is 0.6 of source 1 and
+    # 0.4 of the halo (a mixture that fits the data as well), component 2 is pure
+    rng = np.random.default_rng(3)
+    halo = 1.0 + rng.random((6, 6))
+    spots = [np.zeros((6, 6)) for _ in range(2)]
+    spots[0][1, 1] = spots[0][4, 3] = 1.0
+    spots[1][2, 5] = spots[1][5, 0] = 1.0
+    patterns = np.stack([halo, *spots])
+    patterns /= patterns.sum(axis=(1, 2), keepdims=True)
+    truth = fake(rng.random((3, 4, 4)), patterns, prefix="true_")
+    truth = truth.assign_coords(source=np.arange(3))
+    found = np.stack([patterns[0], 0.6 * patterns[1] + 0.4 * patterns[0], 5.0 * patterns[2]])
+    result = fake(truth["true_maps"].values, found)
+    got = sn_pattern_mixture(result, truth)
+    np.testing.assert_allclose(got["own_share"].values, [1.0, 0.6, 1.0], atol=1e-9)
+    np.testing.assert_allclose(got["mixture"].values[1], [0.4, 0.6, 0.0], atol=1e-9)
+    np.testing.assert_allclose(got["residual"].values, 0.0, atol=1e-9)
+    # pixels left out of the fit are left out of the shares
+    mask = np.ones((6, 6), dtype=bool)
+    mask[0, :] = False
+    masked = result.assign(fit_mask=(("k_y", "k_x"), mask))
+    assert sn_pattern_mixture(masked, truth)["own_share"].values[1] == pytest.approx(
+        (0.6 * patterns[1][mask].sum())
+        / (0.6 * patterns[1][mask].sum() + 0.4 * patterns[0][mask].sum()),
+        abs=1e-9,
+    )
