@@ -8,6 +8,9 @@ bright-field disc). Printed per cell and method, over the *visible* precipitates
 least 1.5 nm and at least the probe's FWHM):
 
 - pattern and map cosine, mean and minimum;
+- own share: the mean share of each visible precipitate's own true pattern in its matched
+  component's diffraction (:func:`dask_stemnmf.evaluate.pattern_mixture`; the rest is
+  mostly the amorphous halo, a mixture that fits the data as well);
 - dips: pixels of all diffractions that a one-pixel closing raises by more than 5 % of the
   pattern's maximum (outside the disc);
 - holes: the worst component's hole depth (:func:`dask_stemnmf.evaluate.hole_depth`, the
@@ -47,7 +50,7 @@ import xarray as xr  # noqa: E402
 from dask_stemnmf import ConstrainedNMF, classify, match_to_truth, pca, simulate_scan  # noqa: E402
 from dask_stemnmf._kernels.constraints import dip_depth  # noqa: E402
 from dask_stemnmf.errors import ConvergenceWarning, StemNMFWarning  # noqa: E402
-from dask_stemnmf.evaluate import hole_depth  # noqa: E402
+from dask_stemnmf.evaluate import hole_depth, pattern_mixture  # noqa: E402
 
 #: Disc softness and detector blur: (disc edge sigma, PSF core sigma, PSF tail weight), px.
 BLUR = {"sharp": (0.0, 0.3, 0.0), "soft": (1.0, 1.0, 0.05)}
@@ -131,7 +134,9 @@ def score(ds: xr.Dataset, name: str, used: np.ndarray) -> dict[str, Any]:
         "visible": seen.size,
     }
     if name == "PCA":
-        return {**out, "dips": -1, "holes": float("nan"), "ari": float("nan"), "found": -1}
+        nan = float("nan")
+        return {**out, "dips": -1, "holes": nan, "own": nan, "ari": nan, "found": -1}
+    out["own"] = float(pattern_mixture(result, ds, match=match)["own_share"].values[seen].mean())
     out["dips"] = significant_dips(result, used)
     out["holes"] = float(hole_depth(result, ds, match=match)["hole_depth"].max())
     try:
@@ -147,14 +152,19 @@ def score(ds: xr.Dataset, name: str, used: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def make_scan(generator: str, dose: float, probe_px: float, blur: str, args: Any) -> xr.Dataset:
-    """One scan of the grid, persisted."""
+def make_scan(
+    generator: str, dose: float, probe_px: float, blur: str, args: Any,
+    precipitates: int | None = None, phases: int | None = None,
+) -> xr.Dataset:  # fmt: skip
+    """One scan of the grid, persisted (``precipitates``/``phases`` default to ``args``')."""
     edge, psf, tail = BLUR[blur]
     scan = tuple(int(v) for v in args.scan.split("x"))
     detector = tuple(int(v) for v in args.detector.split("x"))
     common = dict(
-        seed=args.seed, scan=scan, detector=detector, precipitates=args.precipitates,
-        phases=args.phases, dose=dose, disc_edge_px=edge, psf_sigma_px=psf, psf_tail=tail,
+        seed=args.seed, scan=scan, detector=detector,
+        precipitates=int(precipitates if precipitates is not None else args.precipitates),
+        phases=int(phases if phases is not None else args.phases),
+        dose=dose, disc_edge_px=edge, psf_sigma_px=psf, psf_tail=tail,
     )  # fmt: skip
     if generator == "ours":
         ds = simulate_scan(
@@ -168,6 +178,35 @@ def make_scan(generator: str, dose: float, probe_px: float, blur: str, args: Any
     return ds.persist()
 
 
+def _cells(args: Any) -> list[tuple[str, float, float, str, int, int]]:
+    """The grid's cells: every combination of the comma-separated options."""
+    return [
+        (generator, float(dose), float(probe), blur, int(n), int(phases))
+        for generator in args.generators.split(",")
+        for dose in args.doses.split(",")
+        for probe in args.probe_px.split(",")
+        for blur in args.blur.split(",")
+        for n in str(args.precipitates).split(",")
+        for phases in str(args.phases).split(",")
+    ]
+
+
+def _row(cell: tuple[str, float, float, str, int, int], name: str, r: dict[str, Any]) -> str:
+    """One markdown row of the table."""
+    generator, dose, probe, blur, n, phases = cell
+    d, m = r["d"], r["m"]
+    ari = "-" if np.isnan(r["ari"]) else f"{r['ari']:.2f}"
+    holes = "-" if np.isnan(r["holes"]) else f"{r['holes']:.2f}"
+    own = "-" if np.isnan(r["own"]) else f"{r['own']:.2f}"
+    dips = "-" if r["dips"] < 0 else str(r["dips"])
+    found = "-" if r["found"] < 0 else str(r["found"])
+    return (
+        f"| {generator} | {dose:g} | {probe:g} | {blur} | {n} | {phases} | {name} | "
+        f"{d.mean():.2f} / {d.min():.2f} | {own} | {m.mean():.2f} / {m.min():.2f} | "
+        f"{dips} | {holes} | {ari} | {found} / {r['visible']} | {r['iters']} | {r['s']:.0f} |"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the grid and print one markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -175,45 +214,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--doses", default="1500,4000")
     parser.add_argument("--probe-px", default="2.9", help="probe FWHM in scan pixels")
     parser.add_argument("--blur", default="soft", help="comma-separated: sharp, soft")
-    parser.add_argument("--phases", type=int, default=3)
-    parser.add_argument("--precipitates", type=int, default=8)
+    parser.add_argument("--phases", default="3", help="comma-separated numbers of phases")
+    parser.add_argument(
+        "--precipitates", default="8",
+        help="comma-separated numbers of precipitates (more on the same scan: more overlaps)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--scan", default="48x48")
     parser.add_argument("--detector", default="48x48")
     parser.add_argument("--methods", default=",".join(METHODS))
     args = parser.parse_args(argv)
     names = args.methods.split(",")
-    dask.config.set(scheduler="threads", num_workers=2)
-    print(
-        "| generator | dose | probe px | blur | method | pattern cos mean / min | "
-        "map cos mean / min | dips | holes | ARI | found / visible | iters | s |"
+    header = (
+        "| generator | dose | probe px | blur | precipitates | phases | method | "
+        "pattern cos mean / min | own share | map cos mean / min | dips | holes | ARI | "
+        "found / visible | iters | s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for generator in args.generators.split(","):
-        for dose in (float(v) for v in args.doses.split(",")):
-            for probe in (float(v) for v in args.probe_px.split(",")):
-                for blur in args.blur.split(","):
-                    ds = make_scan(generator, dose, probe, blur, args)
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        used = ConstrainedNMF(1, max_iter=1, diffraction_continuity=False,
-                                              map_resolution_nm=None).fit(ds).result_
-                    used = used["fit_mask"].values
-                    for name in names:
-                        r = score(ds, name, used)
-                        d, m = r["d"], r["m"]
-                        ari = "-" if np.isnan(r["ari"]) else f"{r['ari']:.2f}"
-                        holes = "-" if np.isnan(r["holes"]) else f"{r['holes']:.2f}"
-                        dips = "-" if r["dips"] < 0 else str(r["dips"])
-                        found = "-" if r["found"] < 0 else str(r["found"])
-                        print(
-                            f"| {generator} | {dose:g} | {probe:g} | {blur} | {name} | "
-                            f"{d.mean():.2f} / {d.min():.2f} | {m.mean():.2f} / {m.min():.2f} | "
-                            f"{dips} | {holes} | {ari} | {found} / {r['visible']} | "
-                            f"{r['iters']} | {r['s']:.0f} |",
-                            flush=True,
-                        )
-
+    print(header)
+    print("|---" * header.count(" | ") + "|---|")
+    with dask.config.set(scheduler="threads", num_workers=2):
+        for cell in _cells(args):
+            generator, dose, probe, blur, n, phases = cell
+            ds = make_scan(generator, dose, probe, blur, args, precipitates=n, phases=phases)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                used = ConstrainedNMF(
+                    1, max_iter=1, diffraction_continuity=False, map_resolution_nm=None
+                ).fit(ds).result_["fit_mask"].values
+            for name in names:
+                print(_row(cell, name, score(ds, name, used)), flush=True)
 
 if __name__ == "__main__":
     main()

@@ -53,3 +53,22 @@ def test_defaults_beat_primitive_nmf_on_the_kinematic_generator(scan):
     # the true patterns have no holes; a fit's worst component is measured against them
     assert hole_depth_of_truth(scan).attrs["worst_hole_depth"] < 0.1
     assert np.isfinite(scores["default"][2])
+
+
+def test_the_recovery_grid_runs_every_cell_and_prints_one_row_per_method(capsys):
+    from benchmarks import recovery
+
+    recovery.main([
+        "--generators", "ours", "--doses", "4000", "--scan", "24x24", "--detector", "32x32",
+        "--precipitates", "3", "--phases", "1,2", "--methods", "primitive,PCA",
+    ])  # fmt: skip
+    lines = capsys.readouterr().out.strip().splitlines()
+    header, rule, rows = lines[0], lines[1], lines[2:]
+    width = header.count("|")
+    assert rule.count("|") == width and all(r.count("|") == width for r in rows)
+    cells = [r.split("|")[1:8] for r in rows]
+    assert [(c[5].strip(), c[6].strip()) for c in cells] == [
+        ("1", "primitive"), ("1", "PCA"), ("2", "primitive"), ("2", "PCA"),
+    ]  # fmt: skip
+    own = [r.split("|")[9].strip() for r in rows]
+    assert own[1] == own[3] == "-" and 0.0 < float(own[0]) <= 1.0 + 1e-9
