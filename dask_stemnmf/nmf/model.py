@@ -85,7 +85,9 @@ class ConstrainedNMF:
         Stop after ``max_iter`` iterations, or when the loss's mean relative decrease per
         iteration over the last ``STOP_WINDOW`` (10) iterations is below ``tol``, once
         every constraint has acted at full strength for that window; reaching ``max_iter``
-        warns.
+        warns. ``tol=1e-6`` by the validation table (README): against ``1e-5`` it raised the
+        mean map cosine on 12 of 16 cells and lowered it on none, at 1.8x the iterations
+        (median; 1-7x).
     random_state
         Seed of the initialisation.
     continuity_radius_px
@@ -162,7 +164,7 @@ class ConstrainedNMF:
         diffraction_continuity: bool = True,
         init: str | tuple[Any, Any] = "nndsvda",
         max_iter: int = 200,
-        tol: float = 1e-5,
+        tol: float = 1e-6,
         random_state: int = 0,
         continuity_radius_px: float | None = None,
         dip_threshold: float = 0.02,
