@@ -154,17 +154,15 @@ def score(ds: xr.Dataset, name: str, used: np.ndarray) -> dict[str, Any]:
 
 def make_scan(
     generator: str, dose: float, probe_px: float, blur: str, args: Any,
-    precipitates: int | None = None, phases: int | None = None,
+    precipitates: int, phases: int,
 ) -> xr.Dataset:  # fmt: skip
-    """One scan of the grid, persisted (``precipitates``/``phases`` default to ``args``')."""
+    """One scan of the grid, persisted (``args``: seed, scan and detector shapes)."""
     edge, psf, tail = BLUR[blur]
     scan = tuple(int(v) for v in args.scan.split("x"))
     detector = tuple(int(v) for v in args.detector.split("x"))
     common = dict(
-        seed=args.seed, scan=scan, detector=detector,
-        precipitates=int(precipitates if precipitates is not None else args.precipitates),
-        phases=int(phases if phases is not None else args.phases),
-        dose=dose, disc_edge_px=edge, psf_sigma_px=psf, psf_tail=tail,
+        seed=args.seed, scan=scan, detector=detector, precipitates=precipitates,
+        phases=phases, dose=dose, disc_edge_px=edge, psf_sigma_px=psf, psf_tail=tail,
     )  # fmt: skip
     if generator == "ours":
         ds = simulate_scan(
@@ -186,8 +184,8 @@ def _cells(args: Any) -> list[tuple[str, float, float, str, int, int]]:
         for dose in args.doses.split(",")
         for probe in args.probe_px.split(",")
         for blur in args.blur.split(",")
-        for n in str(args.precipitates).split(",")
-        for phases in str(args.phases).split(",")
+        for n in args.precipitates.split(",")
+        for phases in args.phases.split(",")
     ]
 
 
@@ -235,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     with dask.config.set(scheduler="threads", num_workers=2):
         for cell in _cells(args):
             generator, dose, probe, blur, n, phases = cell
-            ds = make_scan(generator, dose, probe, blur, args, precipitates=n, phases=phases)
+            ds = make_scan(generator, dose, probe, blur, args, n, phases)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 used = ConstrainedNMF(
@@ -243,6 +241,7 @@ def main(argv: list[str] | None = None) -> None:
                 ).fit(ds).result_["fit_mask"].values
             for name in names:
                 print(_row(cell, name, score(ds, name, used)), flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 from scipy import ndimage
-from scipy.optimize import linear_sum_assignment
+from scipy.optimize import linear_sum_assignment, nnls
 
 from .errors import InputError
 from .physics import bragg_disc_radius_inv_nm
@@ -458,8 +458,6 @@ def pattern_mixture(
         norm of what no combination of true patterns explains (noise, artefacts). NaN for
         unmatched sources.
     """
-    from scipy.optimize import nnls
-
     if match is None:
         match = match_to_truth(result, truth)
     n_src, k = truth.sizes["source"], result.sizes["component"]

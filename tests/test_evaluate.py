@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from dask_stemnmf import InputError, match_to_truth, simulate_scan
-from dask_stemnmf import pattern_mixture as sn_pattern_mixture
+from dask_stemnmf import InputError, match_to_truth, pattern_mixture, simulate_scan
 from dask_stemnmf.evaluate import hole_depth, hole_depth_of_truth
 
 from . import naive
@@ -216,7 +215,7 @@ def test_pattern_mixture_recovers_the_shares_a_mixed_component_holds():
     truth = truth.assign_coords(source=np.arange(3))
     found = np.stack([patterns[0], 0.6 * patterns[1] + 0.4 * patterns[0], 5.0 * patterns[2]])
     result = fake(truth["true_maps"].values, found)
-    got = sn_pattern_mixture(result, truth)
+    got = pattern_mixture(result, truth)
     np.testing.assert_allclose(got["own_share"].values, [1.0, 0.6, 1.0], atol=1e-9)
     np.testing.assert_allclose(got["mixture"].values[1], [0.4, 0.6, 0.0], atol=1e-9)
     np.testing.assert_allclose(got["residual"].values, 0.0, atol=1e-9)
@@ -224,7 +223,7 @@ def test_pattern_mixture_recovers_the_shares_a_mixed_component_holds():
     mask = np.ones((6, 6), dtype=bool)
     mask[0, :] = False
     masked = result.assign(fit_mask=(("k_y", "k_x"), mask))
-    assert sn_pattern_mixture(masked, truth)["own_share"].values[1] == pytest.approx(
+    assert pattern_mixture(masked, truth)["own_share"].values[1] == pytest.approx(
         (0.6 * patterns[1][mask].sum())
         / (0.6 * patterns[1][mask].sum() + 0.4 * patterns[0][mask].sum()),
         abs=1e-9,
