@@ -5,7 +5,14 @@ import pytest
 import xarray as xr
 
 from dask_stemnmf import InputError, classify, decompose, match_to_truth, simulate_scan
-from dask_stemnmf.classify import crystallinity, cut_height, probe_area_px
+from dask_stemnmf.classify import (
+    crystallinity,
+    crystallinity_significance,
+    cut_height,
+    noise_corrected,
+    phase_similarity,
+    probe_area_px,
+)
 from dask_stemnmf.similarity import polar_patterns
 
 pytestmark = pytest.mark.filterwarnings("ignore::dask_stemnmf.errors.ConvergenceWarning")
@@ -50,13 +57,13 @@ def test_default_cut_is_in_the_largest_relative_gap():
     assert cut_height(np.array([0.05, 0.1]), 0.25) == 0.25  # one phase is not split by noise
     assert cut_height(np.array([0.7]), 0.25) == pytest.approx(np.sqrt(0.125 * 0.7))
     assert cut_height(np.array([]), 0.25) == 0.25
-    # two similar phases (0.27) and a dissimilar one (0.8): the largest ratio lies between
+    # two similar phases (0.17) and a dissimilar one (0.8): the largest ratio lies between
     # phases, and the ceiling keeps the similar two apart
-    heights = np.array([0.025, 0.031, 0.27, 0.796])
-    assert cut_height(heights, 0.2) > 0.27
-    assert cut_height(heights, 0.2, 0.24) == 0.24
-    assert cut_height(np.array([0.01, 0.02]), 0.2, 0.24) == 0.2
-    assert cut_height(heights, 0.25, 0.24) == 0.25  # the floor wins
+    heights = np.array([0.02, 0.04, 0.17, 0.796])
+    assert cut_height(heights, 0.08) > 0.17
+    assert cut_height(heights, 0.08, 0.14) == 0.14
+    assert cut_height(np.array([0.01, 0.02]), 0.08, 0.14) == 0.08
+    assert cut_height(heights, 0.15, 0.14) == 0.15  # the floor wins
 
 
 def test_the_ground_truth_classifies_into_its_phases(scan):
@@ -350,3 +357,39 @@ def test_default_cut_across_doses_phases_and_rotations():
             f"{d:6d} e  {p} phases  ARI {a:.2f}  crystalline {f}/{n}" for d, p, a, f, n in rows
         )
     )
+
+
+def test_noise_correction_brings_noisy_copies_of_one_pattern_together(scan):
+    """Poisson copies of one precipitate's pattern: counting noise alone lowers their
+    correlation (more at fewer counts); corrected for it they correlate as the noise-free
+    patterns do, and two different phases keep their noise-free distance."""
+    rng = np.random.default_rng(3)
+    like = fit_like(scan, rng, noise=False)
+    valid = like["fit_mask"].values
+    centre = tuple(like.attrs["masks"]["bright_field_disc"]["centre_px"])
+    disc = like.attrs["masks"]["bright_field_disc"]["radius_px"]
+    classes = scan["true_class"].values
+    one = int(np.flatnonzero(classes == 0)[0])
+    other = int(np.flatnonzero(classes == 1)[0])
+    clean = np.stack([like["diffractions"].values[i - 2] for i in (one, other)])
+    counts = (400, 400, 20000, 20000)
+    source = [0, 0, 0, 1]  # three copies of one phase, one of another
+    noisy = np.stack([rng.poisson(clean[s] * n) / n for s, n in zip(source, counts, strict=True)])
+    sigma = np.stack([np.sqrt(clean[s] / n) for s, n in zip(source, counts, strict=True)])
+    opts = dict(central_mask_px=disc, valid=valid, smooth_px=1.5)
+    rho_clean, _, _ = phase_similarity(clean, centre, **opts)
+    rho, _, _ = phase_similarity(noisy, centre, **opts)
+    significance = crystallinity_significance(noisy, centre, sigma=sigma, **opts)
+    corrected = noise_corrected(rho, significance)
+    print("raw", (1 - rho).round(3), "corrected", (1 - corrected).round(3), sep="\n")
+    assert 1 - rho[0, 1] > 0.1  # noise alone pulls two copies of one pattern apart
+    assert 1 - rho[0, 1] > 1 - rho[0, 2] > 1 - rho[2, 2]  # fewer counts, farther apart
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        assert 1 - corrected[i, j] < 0.03, (i, j)
+    between = 1 - rho_clean[0, 1]
+    assert between > 0.2
+    # the maximum over rotations finds some correlation in noise: a little closer, not merged
+    assert abs((1 - corrected[2, 3]) - between) < 0.1
+    assert abs((1 - corrected[0, 3]) - between) < 0.1
+    np.testing.assert_allclose(np.diag(corrected), 1.0)
+    assert noise_corrected(rho, np.full(4, np.inf)) == pytest.approx(rho)

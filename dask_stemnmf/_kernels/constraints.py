@@ -277,11 +277,16 @@ def fill_at(
     radius_px: float,
     depth: float | np.ndarray = 0.0,
     fraction: float = 1.0,
+    by_region: bool = False,
 ) -> tuple[np.ndarray, int]:
     """Raise a pattern's holes at ``where`` to the level of its surroundings.
 
     A pixel of ``where`` is raised only when it lies more than ``depth`` below that level
-    (a hole, not noise), and then to the level; no pixel is ever lowered.
+    (a hole, not noise), and then to the level; no pixel is ever lowered. With
+    ``by_region`` each connected region of ``where`` (a disc) is judged whole: it is a hole
+    when its mean depth below the level exceeds its mean ``depth`` over the square root of
+    its pixel count (the noise of a mean of ``n`` pixels is ``1 / sqrt(n)`` of one pixel's),
+    and then every pixel of it below the level is raised.
 
     The level is a normalised convolution: a Gaussian (sigma ``radius_px``) average of the
     pattern over the valid pixels outside ``where``, so a hole is filled with the intensity
@@ -301,6 +306,8 @@ def fill_at(
         Least depth of a hole (a number or an array like ``pattern``: the noise floor).
     fraction
         How far to raise (1 fully).
+    by_region
+        Judge each connected region of ``where`` as a whole (above).
 
     Returns
     -------
@@ -314,5 +321,23 @@ def fill_at(
     level = ndimage.gaussian_filter(np.where(source, pattern, 0.0), radius_px, mode="constant")
     level = np.where(weight > 1e-3, level / np.maximum(weight, 1e-300), 0.0)
     below = level - pattern
-    raise_by = np.where(where & valid & (below > depth), below, 0.0)
+    target = where & valid
+    if by_region:
+        hole = _holes_by_region(below, target, np.broadcast_to(depth, pattern.shape))
+    else:
+        hole = target & (below > depth)
+    raise_by = np.where(hole & (below > 0), below, 0.0)
     return pattern + fraction * raise_by, int((raise_by > 0).sum())
+
+
+def _holes_by_region(below: np.ndarray, target: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """Pixels of the connected regions of ``target`` whose mean ``below`` is significant."""
+    labels, n = ndimage.label(target)
+    if n == 0:
+        return np.zeros_like(target)
+    index = np.arange(1, n + 1)
+    size = np.asarray(ndimage.sum_labels(target, labels, index), dtype=np.float64)
+    mean_below = np.asarray(ndimage.mean(below, labels, index), dtype=np.float64)
+    mean_depth = np.asarray(ndimage.mean(depth, labels, index), dtype=np.float64)
+    significant = mean_below > mean_depth / np.sqrt(np.maximum(size, 1.0))
+    return np.concatenate([[False], significant])[labels] & target

@@ -42,7 +42,12 @@ def fill_all(
        hole where another component owns a spot, and a closing small enough to keep real
        valleys between close discs cannot fill a hole a whole disc wide. Measured (48 x 48
        scan, 1,500 e/pattern, soft discs): worst hole depth 0.16 -> 0.09 (truth 0.03),
-       pattern / map cosine 0.83 / 0.81 -> 0.84 / 0.95;
+       pattern / map cosine 0.83 / 0.81 -> 0.84 / 0.95. Each disc is judged whole, its
+       mean depth against the floor over the square root of its pixel count (the noise of
+       a mean), so a disc-wide hole shallower than one pixel's noise is still found: over
+       14 scans of both generators (1,500-20,000 e/pattern) against a pixel-by-pixel test,
+       the worst hole depth fell on 10 (at most 0.43 -> 0.22), pattern cosine +0.005 and
+       map cosine -0.015 on average (single scans move by up to 0.13 either way);
     2. then a grey-scale closing with a disc of ``radius`` raises the narrow dips to the
        floor below it (:func:`dask_stemnmf._kernels.constraints.fill_dips`), last, so that
        no dip deeper than the floor is left whatever the first fill did.
@@ -107,7 +112,7 @@ def _fill_foreign(
         # the level comes from the surroundings without the component's own peaks
         filled, n = fill_at(
             images[j].reshape(sig_shape), where, valid_img & ~peaks[j], disc,
-            np.where(valid, levels[j], np.inf).reshape(sig_shape), fraction,
+            np.where(valid, levels[j], np.inf).reshape(sig_shape), fraction, by_region=True,
         )  # fmt: skip
         out[j] = filled.reshape(-1)
         total += n
