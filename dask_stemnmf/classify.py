@@ -16,8 +16,9 @@ components:
    corrected for each component's counting noise (:func:`noise_corrected`), and
    hierarchical clustering of ``1 - rho`` (scipy; average linkage by default), cut by
    distance, by number of classes, or by default in the largest relative gap between merge
-   heights, kept between ``min_distance`` (one phase is not split by noise) and
-   ``max_distance`` (two similar phases are not merged);
+   heights kept between ``min_distance`` (one phase is not split by noise) and
+   ``max_distance`` (two similar phases are not merged), both 0.15 by default: a fixed
+   cut, measured (:func:`cut_height`);
 3. per class: the rotation-aligned mean diffraction, the class map (sum of the members'
    maps) and a precipitate table: the regions of each member's map around its blobs, where
    it exceeds ``region_threshold`` of the blob's peak, that cover at least a probe and
@@ -317,7 +318,10 @@ def noise_corrected(rho: np.ndarray, significance: np.ndarray) -> np.ndarray:
     however noisy, while two phases keep their distance. Measured on fits of both
     generators at 1,500-20,000 e/pattern: the largest distance between components of one
     phase fell from 0.11-0.20 to 0.01-0.10, the smallest between phases moved from
-    0.15-0.18 to 0.12-0.17.
+    0.15-0.18 to 0.12-0.17. The significance's noise is conservative at few counts, so
+    there the correction overshoots: Poisson copies of two patterns 0.18 apart came out
+    0.15-0.19 apart at 5,000 counts each (significance 25-50) but 0.06-0.09 at 1,500
+    (significance 6-13).
 
     Parameters
     ----------
@@ -380,15 +384,18 @@ def cut_height(
     of fit-like components exactly. The kinematic generator's CuZr (B2, [001]) and CuZr2
     (C11b, [100]) are closer: their *true* patterns are 0.17 apart, so that cut merged them
     in every scan holding both (ARI 0.36 at 3 phases). With the noise correction
-    (:func:`noise_corrected`), over 14 fits of both generators (1,500-20,000 e/pattern, 2-5
+    (:func:`noise_corrected`), over 16 fits of both generators (1,500-20,000 e/pattern, 2-5
     phases) distances within a phase were at most 0.13 (0.01-0.10 in most fits) but for
     components that mix two phases, and between phases at least 0.12 (0.06 in one fit
-    whose component mixed the two close phases): a cut kept within ``[0.08, 0.14]`` raised
-    the mean ARI over those fits from 0.53 to 0.67 (0.36-0.43 to 0.67-0.79 on the fits
-    holding both close phases) and lowered it on one, a poor fit at 1,500 e/pattern whose
-    merge heights rise from 0.04 to 0.74 without a gap (0.38 to 0.20). Without a
-    ceiling the largest ratio sometimes lies between phases: two similar lattices at 0.27
-    and a third at 0.8 put the cut at 0.46 and merged the two.
+    whose component mixed the two close phases). There the largest relative gap no longer
+    helps: with the cut kept within ``[0.08, 0.14]`` it chose 0.08 where a poor component
+    of one phase lay 0.10-0.16 from the others (the demo's fit). A fixed cut gave the same
+    mean ARI, 0.69 over those fits, anywhere from 0.14 to 0.16 (0.61 at 0.17, where the
+    close phases merge), against 0.57 for the old rule; it lowered one fit (2 phases, a
+    component 0.16 from its phase on average: 0.70 to 0.45). So the default is the middle
+    of that window, ``min_distance = max_distance = 0.15``. Without a ceiling the largest
+    ratio sometimes lies between phases: two similar lattices at 0.27 and a third at 0.8 put
+    the cut at 0.46 and merged the two.
 
     Parameters
     ----------
@@ -430,8 +437,8 @@ def classify(
     distance_threshold: float | None = None,
     n_classes: int | None = None,
     linkage: Literal["average", "complete", "single"] = "average",
-    min_distance: float = 0.08,
-    max_distance: float | None = 0.14,
+    min_distance: float = 0.15,
+    max_distance: float | None = 0.15,
     crystallinity_threshold: float = 0.2,
     significance_threshold: float = 3.0,
     region_threshold: float = 0.5,
@@ -461,9 +468,10 @@ def classify(
         distances and does not apply).
     min_distance, max_distance
         The default cut is never below ``min_distance`` nor above ``max_distance``, in
-        distances between noise-corrected patterns (:func:`noise_corrected`;
-        :func:`cut_height` says why: within a phase they stayed below 0.13 but for
-        components mixing two phases, between phases above 0.12).
+        distances between noise-corrected patterns (:func:`noise_corrected`); both 0.15 by
+        default, a fixed cut (:func:`cut_height` says why: within a phase distances stayed
+        below 0.13 but for components mixing two phases, between phases above 0.12, and
+        cuts from 0.14 to 0.16 classified best).
     crystallinity_threshold
         Components whose crystallinity is below this are not crystalline: the halo
         components that noise alone does not explain (holes where precipitates take the

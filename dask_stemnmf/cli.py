@@ -326,9 +326,13 @@ def _print_summary(outcome: Any) -> None:
     s = outcome.summary
     if "classes" in s:
         kinds = ", ".join(f"{v} {k}" for k, v in sorted(s.get("kinds", {}).items()))
+        held = s.get("classes_with_precipitates", s.get("classes"))
+        classes = f"{s.get('classes')} crystalline classes"
+        if held != s.get("classes"):
+            classes += f" ({held} holding precipitates)"
         found = (
-            f"{s.get('components')} components ({kinds}), {s.get('classes')} crystalline "
-            f"classes, {s.get('precipitates')} precipitates"
+            f"{s.get('components')} components ({kinds}), {classes}, "
+            f"{s.get('precipitates')} precipitates"
         )
     else:
         found = f"{s.get('components')} components, not classified (see the note)"

@@ -302,6 +302,7 @@ def _classified(
     kinds = classes["kind"].values
     found = {
         "classes": int(classes.sizes["class"]),
+        "classes_with_precipitates": int(np.unique(classes["precipitate_class"].values).size),
         "precipitates": int(classes.sizes["precipitate"]),
         "kinds": {str(v): int((kinds == v).sum()) for v in sorted(set(kinds))},
     }
