@@ -22,6 +22,7 @@ least 1.5 nm and at least the probe's FWHM):
 Methods: ``defaults`` is ``ConstrainedNMF(K).fit(scan)`` exactly as a user calls it;
 ``probe`` limits the maps to the probe's resolution alone (``map_resolution_nm="probe"``;
 the default ``"auto"`` also takes the dose-limited resolution when it is coarser);
+``unmerged`` never merges duplicate components (``merge_threshold=None``);
 ``primitive`` turns both constraints off; ``PCA``;
 ``sklearn`` is an expert scikit-learn NMF (coordinate descent, NNDSVDa, on the same pixels,
 bright-field disc masked, 1,000 iterations). The second generator,
@@ -84,6 +85,7 @@ def _sklearn(ds: xr.Dataset, k: int, used: np.ndarray) -> xr.Dataset:
 METHODS: dict[str, Callable[[xr.Dataset, int, np.ndarray], xr.Dataset]] = {
     "defaults": lambda ds, k, used: ConstrainedNMF(k).fit(ds).result_,
     "probe": lambda ds, k, used: ConstrainedNMF(k, map_resolution_nm="probe").fit(ds).result_,
+    "unmerged": lambda ds, k, used: ConstrainedNMF(k, merge_threshold=None).fit(ds).result_,
     "primitive": lambda ds, k, used: ConstrainedNMF(
         k, map_resolution_nm=None, diffraction_continuity=False
     ).fit(ds).result_,
@@ -176,6 +178,14 @@ def make_scan(
     return ds.persist()
 
 
+def fitted_pixels(ds: xr.Dataset) -> np.ndarray:
+    """``(k_y, k_x)``: the pixels the defaults fit (the bright-field disc left out)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = ConstrainedNMF(1, max_iter=1, diffraction_continuity=False, map_resolution_nm=None)
+        return model.fit(ds).result_["fit_mask"].values
+
+
 def _cells(args: Any) -> list[tuple[str, float, float, str, int, int]]:
     """The grid's cells: every combination of the comma-separated options."""
     return [
@@ -189,7 +199,32 @@ def _cells(args: Any) -> list[tuple[str, float, float, str, int, int]]:
     ]
 
 
-def _row(cell: tuple[str, float, float, str, int, int], name: str, r: dict[str, Any]) -> str:
+def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One cell's scores over several seeds (other draws of the same cell).
+
+    The cosines of every seed's visible precipitates are pooled (so the mean is over all of
+    them and the minimum the worst of any seed); ARI, own share, dips, holes, iterations and
+    seconds are means over the seeds (NaN seeds left out), found and visible are summed.
+    """
+
+    def mean(key: str) -> float:
+        values = np.array([r[key] for r in runs], dtype=np.float64)
+        return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+    return {
+        "d": np.concatenate([r["d"] for r in runs]),
+        "m": np.concatenate([r["m"] for r in runs]),
+        "own": mean("own"), "ari": mean("ari"), "holes": mean("holes"), "s": mean("s"),
+        "dips": -1 if runs[0]["dips"] < 0 else round(mean("dips")),
+        "iters": round(mean("iters")),
+        "found": -1 if runs[0]["found"] < 0 else sum(r["found"] for r in runs),
+        "visible": sum(r["visible"] for r in runs),
+    }  # fmt: skip
+
+
+def _row(
+    cell: tuple[str, float, float, str, int, int], name: str, r: dict[str, Any], seeds: int = 1
+) -> str:
     """One markdown row of the table."""
     generator, dose, probe, blur, n, phases = cell
     d, m = r["d"], r["m"]
@@ -199,8 +234,9 @@ def _row(cell: tuple[str, float, float, str, int, int], name: str, r: dict[str, 
     dips = "-" if r["dips"] < 0 else str(r["dips"])
     found = "-" if r["found"] < 0 else str(r["found"])
     return (
-        f"| {generator} | {dose:g} | {probe:g} | {blur} | {n} | {phases} | {name} | "
-        f"{d.mean():.2f} / {d.min():.2f} | {own} | {m.mean():.2f} / {m.min():.2f} | "
+        f"| {generator} | {dose:g} | {probe:g} | {blur} | {n} | {phases} | {seeds} | {name} | "
+        f"{np.nanmean(d):.2f} / {np.nanmin(d):.2f} | {own} | "
+        f"{np.nanmean(m):.2f} / {np.nanmin(m):.2f} | "
         f"{dips} | {holes} | {ari} | {found} / {r['visible']} | {r['iters']} | {r['s']:.0f} |"
     )
 
@@ -217,14 +253,18 @@ def main(argv: list[str] | None = None) -> None:
         "--precipitates", default="8",
         help="comma-separated numbers of precipitates (more on the same scan: more overlaps)",
     )  # fmt: skip
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=1, help="first seed")
+    parser.add_argument(
+        "--seeds", type=int, default=1,
+        help="scans per cell (seeds SEED, SEED+1, ...), pooled into one row per method",
+    )  # fmt: skip
     parser.add_argument("--scan", default="48x48")
     parser.add_argument("--detector", default="48x48")
     parser.add_argument("--methods", default=",".join(METHODS))
     args = parser.parse_args(argv)
     names = args.methods.split(",")
     header = (
-        "| generator | dose | probe px | blur | precipitates | phases | method | "
+        "| generator | dose | probe px | blur | precipitates | phases | seeds | method | "
         "pattern cos mean / min | own share | map cos mean / min | dips | holes | ARI | "
         "found / visible | iters | s |"
     )
@@ -232,15 +272,15 @@ def main(argv: list[str] | None = None) -> None:
     print("|---" * header.count(" | ") + "|---|")
     with dask.config.set(scheduler="threads", num_workers=2):
         for cell in _cells(args):
-            generator, dose, probe, blur, n, phases = cell
-            ds = make_scan(generator, dose, probe, blur, args, n, phases)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                used = ConstrainedNMF(
-                    1, max_iter=1, diffraction_continuity=False, map_resolution_nm=None
-                ).fit(ds).result_["fit_mask"].values
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+            for seed in range(args.seed, args.seed + args.seeds):
+                ds = make_scan(*cell[:4], argparse.Namespace(**{**vars(args), "seed": seed}),
+                               *cell[4:])  # fmt: skip
+                used = fitted_pixels(ds)
+                for name in names:
+                    runs[name].append(score(ds, name, used))
             for name in names:
-                print(_row(cell, name, score(ds, name, used)), flush=True)
+                print(_row(cell, name, pooled(runs[name]), args.seeds), flush=True)
 
 
 if __name__ == "__main__":

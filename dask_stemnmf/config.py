@@ -111,6 +111,10 @@ SCHEMA: dict[str, dict[str, tuple[Any, tuple[Check, str]]]] = {
         "dip_sigma": (_engine_default("dip_sigma"), _num(0)),
         "continuity_warm_start": (_engine_default("continuity_warm_start"), _int(0)),
         "fill_foreign_peaks": (_engine_default("fill_foreign_peaks"), _BOOL),
+        "merge_threshold": (
+            _engine_default("merge_threshold"), _either(_NONE, _num(0, 1, strict=True))
+        ),
+        "max_merges": (_engine_default("max_merges"), _int(0)),
         "bright_field_mask": (
             _engine_default("bright_field_mask"),
             _either(_one_of("auto"), _NONE, _num(0, strict=True)),
