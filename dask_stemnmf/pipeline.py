@@ -82,7 +82,9 @@ def _save_checkpoint(path: Path, state: dict[str, Any], tag: dict[str, str]) -> 
         scalars=np.array([
             state["iteration"], state["loss"], state["fraction"], state["n_dips"],
             -1 if state.get("full_since") is None else state["full_since"],
+            state.get("fill_start", 0),
         ]),
+        merges=np.asarray(state.get("merges", []), dtype=np.int64),
         tag=np.array(json.dumps(tag)),
     )
     os.replace(tmp, path)
@@ -94,13 +96,14 @@ def _load_checkpoint(path: Path, tag: dict[str, str]) -> dict[str, Any] | None:
     with np.load(path) as f:
         if json.loads(str(f["tag"])) != tag:
             return None
-        if f["scalars"].size != 5:
+        if f["scalars"].size != 6 or "merges" not in f.files:
             return None  # an older checkpoint: start afresh
-        it, loss, fraction, n_dips, full_since = f["scalars"]
+        it, loss, fraction, n_dips, full_since, fill_start = f["scalars"]
         return {
             "C": f["C"], "S": f["S"], "scale": f["scale"], "losses": list(f["losses"]),
             "iteration": int(it), "loss": float(loss), "fraction": float(fraction),
             "n_dips": int(n_dips), "full_since": None if full_since < 0 else int(full_since),
+            "fill_start": int(fill_start), "merges": [int(v) for v in f["merges"]],
         }  # fmt: skip
 
 
@@ -246,7 +249,8 @@ def _fit(
         for name, res in (
             ("pca", pca(ds, k, random_state=nmf_kw["random_state"])),
             ("primitive", decompose(
-                ds, k, **{**nmf_kw, "map_resolution_nm": None, "diffraction_continuity": False}
+                ds, k, **{**nmf_kw, "map_resolution_nm": None, "diffraction_continuity": False,
+                          "merge_threshold": None}
             )),
         ):  # fmt: skip
             for var in ("maps", "diffractions"):

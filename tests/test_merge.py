@@ -25,7 +25,7 @@ def test_duplicate_pair_is_the_most_alike_pair_above_the_threshold():
     S[:, 4] = 0.0  # a dead column is never a duplicate
     assert duplicate_pair(S, 0.95) == (1, 3)
     cos = S[:, 1] @ S[:, 3] / np.linalg.norm(S[:, 1]) / np.linalg.norm(S[:, 3])
-    assert duplicate_pair(S, float(cos) + 1e-6) != (1, 3)
+    assert duplicate_pair(S, float(cos) + 1e-6) is None
     others = S[:, :3]
     norms = np.linalg.norm(others, axis=0)
     pairs = ((0, 1), (0, 2), (1, 2))
@@ -85,15 +85,21 @@ def test_the_seed_lies_on_the_source_the_model_lacks():
 
 
 def test_the_seed_respects_the_fitted_pixels():
+    """Only fitted pixels count: the seed's pattern is the excess on fitted pixel 7."""
     rng = np.random.default_rng(3)
-    counts = rng.poisson(50.0, size=(6, 6, 10)).astype(np.float32)
+    lam = np.full((6, 6, 10), 50.0)
+    lam[1:3, 3:5, 7] += 400.0  # a source the model lacks, on a fitted pixel
+    lam[4:6, 0:2, 3] += 900.0  # a brighter one on a pixel the fit leaves out
+    counts = rng.poisson(lam).astype(np.float32)
     data = da.from_array(counts, chunks=(3, 6, 10))
     pixels = np.array([1, 2, 5, 7])
     S = np.full((4, 1), 0.25)
     C = da.from_array(np.full((6, 6, 1), 200.0, dtype=np.float32), chunks=(3, 6, 1))
-    blob, pattern = residual_seed(data, C, S, 2.0, Transform(pixels=pixels))
+    blob, pattern = residual_seed(data, C, S, 1.0, Transform(pixels=pixels))
     assert blob.shape == (6, 6) and pattern.shape == (4,)
-    assert np.all(blob >= 0) and np.isclose(pattern.sum(), 1.0)
+    assert int(np.argmax(pattern)) == 3  # pixel 7
+    peak = np.unravel_index(np.argmax(blob), blob.shape)
+    assert 1 <= peak[0] <= 2 and 3 <= peak[1] <= 4
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +137,13 @@ def test_a_fit_merges_duplicates_and_records_when(spare_scan):
 def test_merge_parameters_are_checked(small_scan_lazy, kw, flag):
     with pytest.raises(InputError, match=flag):
         ConstrainedNMF(3, **kw).fit(small_scan_lazy)
+
+
+def test_job_files_reach_the_merge_parameters():
+    from dask_stemnmf.config import resolve_config
+
+    assert resolve_config()["nmf"]["merge_threshold"] == 0.9
+    got = resolve_config({"nmf": {"merge_threshold": None, "max_merges": 1}})["nmf"]
+    assert got["merge_threshold"] is None and got["max_merges"] == 1
+    with pytest.raises(InputError, match=r"nmf\.merge_threshold"):
+        resolve_config({"nmf": {"merge_threshold": 1.5}})
