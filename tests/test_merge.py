@@ -147,3 +147,23 @@ def test_job_files_reach_the_merge_parameters():
     assert got["merge_threshold"] is None and got["max_merges"] == 1
     with pytest.raises(InputError, match=r"nmf\.merge_threshold"):
         resolve_config({"nmf": {"merge_threshold": 1.5}})
+
+
+def test_a_run_resumed_after_a_merge_ends_where_an_undisturbed_one_does(spare_scan):
+    """The checkpoint carries the merges and the fill's restart."""
+    k = spare_scan.sizes["source"] + 2
+    states = []
+
+    def keep(state):
+        states.append({**state, "C": np.asarray(state["C"])})
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        calm = ConstrainedNMF(k, checkpoint=keep, checkpoint_every=10).fit(spare_scan).result_
+        after = [s for s in states if s["merges"]]
+        assert after, "no checkpoint after a merge"
+        hit = ConstrainedNMF(k).fit(spare_scan, resume=after[0]).result_
+    assert hit.attrs["merged_at_iterations"] == calm.attrs["merged_at_iterations"]
+    np.testing.assert_allclose(hit["loss"].values, calm["loss"].values, rtol=1e-6)
+    np.testing.assert_allclose(hit["diffractions"].values, calm["diffractions"].values,
+                               rtol=1e-4, atol=1e-7)  # fmt: skip
