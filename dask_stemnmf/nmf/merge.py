@@ -92,10 +92,10 @@ def merge_columns(
     S = S.copy()
     if total > 0:
         S[:, a] = (weights[0] * S[:, a] + weights[1] * S[:, b]) / total
-    columns = [C[..., j] for j in range(C.shape[-1])]
-    columns[a] = C[..., a] + C[..., b]
-    columns[b] = da.zeros_like(C[..., b])
-    return da.stack(columns, axis=-1).rechunk(C.chunks), S, weights
+    # one linear map of the components: column b adds into a, and is emptied
+    move = np.eye(C.shape[-1], dtype=np.float32)
+    move[b, a], move[b, b] = 1.0, 0.0
+    return C @ move, S, weights
 
 
 def residual_seed(

@@ -444,7 +444,6 @@ class ConstrainedNMF:
         step = float(ds.attrs.get("scan_step_nm", float("nan")) or float("nan"))
         probe_px = _probe_fwhm_nm(ds) / step if step > 0 else float("nan")
         self._probe_px = probe_px if np.isfinite(probe_px) and probe_px > 0 else 1.0
-        self._merges = []
 
         def fill(
             S: np.ndarray, fraction: float, h: np.ndarray, t: np.ndarray
@@ -483,9 +482,9 @@ class ConstrainedNMF:
         if self.loss == "kl":
             total = float(pixel_sum[idx].sum())
             C, S, losses, converged = self._iterate_kl(data, C, S, total)
-            n_dips, sigma = 0, None
+            n_dips, sigma, merges = 0, None, []
         else:
-            C, S, losses, converged, n_dips, sigma = self._iterate(data, C, S, d2, fill)
+            C, S, losses, converged, n_dips, sigma, merges = self._iterate(data, C, S, d2, fill)
         if self._col_sqrt is not None and self._row_sqrt is not None:
             # undo the normalisation: C by sqrt(a), S by sqrt(b), then S sums to 1 again
             S, scale = _normalise(S * self._col_sqrt[:, None])
@@ -507,7 +506,7 @@ class ConstrainedNMF:
             "total_s": time.perf_counter() - start,
         }
         fit = {
-            "losses": losses, "converged": converged, "n_dips": n_dips,
+            "losses": losses, "converged": converged, "n_dips": n_dips, "merges": merges,
             "resolution": resolution, "sigma": sigma, "subspace": subspace,
         }  # fmt: skip
         self.result_ = self._result(ds, sig, C, S, idx, mask_info, fit, radius, timings)
@@ -561,8 +560,10 @@ class ConstrainedNMF:
         S: np.ndarray,
         d2: float,
         fill: Callable[[np.ndarray, float, np.ndarray, np.ndarray], tuple[np.ndarray, int]],
-    ) -> tuple[da.Array, np.ndarray, list[float], bool, int, np.ndarray]:
-        """Alternate the updates; return maps, diffractions, losses, convergence, dips, noise.
+    ) -> tuple[da.Array, np.ndarray, list[float], bool, int, np.ndarray, list[int]]:
+        """Alternate the updates; return the factors, losses, convergence, dips, noise, merges.
+
+        ``merges`` lists the iterations at which duplicate components were merged.
 
         The fit stops when the loss's mean relative decrease over the last
         ``STOP_WINDOW`` iterations is below ``tol``, and only once every constraint has
@@ -669,8 +670,7 @@ class ConstrainedNMF:
             scale = np.ones_like(scale)
             losses.append(max(loss, 0.0) / d2)
         C = (C * scale.astype(np.float32)).persist()
-        self._merges = merges
-        return C, S, losses, converged, n_dips, sigma
+        return C, S, losses, converged, n_dips, sigma, merges
 
     def _duplicates(self, S: np.ndarray, merges: list[int]) -> tuple[int, int] | None:
         """Return the pair of components to merge now, or ``None`` (off, none alike, enough)."""
@@ -689,11 +689,11 @@ class ConstrainedNMF:
             data, C, S, self._probe_px, self._transform, counts=self._col_sqrt is None
         )
         seed = da.from_array(blob[..., None], chunks=(*C.chunks[:2], 1))
-        columns = [C[..., j : j + 1] for j in range(C.shape[-1])]
-        columns[b] = seed
+        slot = np.zeros(C.shape[-1], dtype=np.float32)
+        slot[b] = 1.0  # column b of the merged maps is empty: the seed takes it
         S = S.copy()
         S[:, b] = pattern
-        return da.concatenate(columns, axis=-1).rechunk(C.chunks).persist(), S
+        return (C + seed * slot).persist(), S
 
     def _map_resolution(self, ds: xr.Dataset, subspace: Subspace | None) -> MapResolution:
         """Resolve the map constraint's cutoff: given, the probe's, or the dose-limited one."""
@@ -823,7 +823,7 @@ class ConstrainedNMF:
                 **params,
                 "n_iter": len(fit["losses"]),
                 "converged": bool(fit["converged"]),
-                "merged_at_iterations": list(self._merges),
+                "merged_at_iterations": list(fit["merges"]),
                 "dips_filled_last_iteration": fit["n_dips"],
                 "masks": mask_info,
                 "map_cutoff_inv_nm": res.cutoff_inv_nm,
