@@ -82,9 +82,11 @@ def _save_checkpoint(path: Path, state: dict[str, Any], tag: dict[str, str]) -> 
         scalars=np.array([
             state["iteration"], state["loss"], state["fraction"], state["n_dips"],
             -1 if state.get("full_since") is None else state["full_since"],
-            state.get("fill_start", 0),
+            state.get("fill_start", 0), state.get("drift_since", -1),
+            state.get("drift", np.inf),
         ]),
         merges=np.asarray(state.get("merges", []), dtype=np.int64),
+        drift_ref=np.zeros((0, 0)) if state.get("drift_ref") is None else state["drift_ref"],
         tag=np.array(json.dumps(tag)),
     )
     os.replace(tmp, path)
@@ -96,14 +98,17 @@ def _load_checkpoint(path: Path, tag: dict[str, str]) -> dict[str, Any] | None:
     with np.load(path) as f:
         if json.loads(str(f["tag"])) != tag:
             return None
-        if f["scalars"].size != 6 or "merges" not in f.files:
+        if f["scalars"].size != 8 or "drift_ref" not in f.files:
             return None  # an older checkpoint: start afresh
-        it, loss, fraction, n_dips, full_since, fill_start = f["scalars"]
+        it, loss, fraction, n_dips, full_since, fill_start, drift_since, drift = f["scalars"]
+        ref = f["drift_ref"]
         return {
             "C": f["C"], "S": f["S"], "scale": f["scale"], "losses": list(f["losses"]),
             "iteration": int(it), "loss": float(loss), "fraction": float(fraction),
             "n_dips": int(n_dips), "full_since": None if full_since < 0 else int(full_since),
             "fill_start": int(fill_start), "merges": [int(v) for v in f["merges"]],
+            "drift_ref": ref if ref.size else None, "drift_since": int(drift_since),
+            "drift": float(drift),
         }  # fmt: skip
 
 
