@@ -592,3 +592,19 @@ def test_a_run_resumed_from_a_checkpoint_ends_as_the_uninterrupted_run(scan, con
     np.testing.assert_array_equal(resumed["diffractions"].values, whole["diffractions"].values)
     with pytest.raises(InputError, match="checkpoint does not fit"):
         ConstrainedNMF(5, **kw).fit(scan, resume=state)
+
+
+def test_spare_components_whose_maps_die_give_no_nan():
+    """Two components more than the sources under both constraints: maps of the spares
+    die within an iteration; their diffractions once divided by ~1e-40 and the maps
+    overflowed into NaN. They now restart and every value stays finite."""
+    ds = simulate_scan(
+        seed=1, scan=(48, 48), detector=(48, 48), precipitates=8, phases=3, dose=20000.0,
+        disc_edge_px=1.0, psf_sigma_px=1.0, psf_tail=0.05, probe_fwhm_nm=0.87,
+        scan_step_nm=0.3, precipitate_diameter_nm=(1.5, 5.0), chunks=(24, 48),
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        r = decompose(ds, ds.sizes["source"] + 2, max_iter=15)
+    assert np.isfinite(r["maps"].values).all() and np.isfinite(r["diffractions"].values).all()
+    assert np.isfinite(r["loss"].values).all()

@@ -112,7 +112,8 @@ class ConstrainedNMF:
         the holes of the paper's Fig. 1c are a whole disc wide, beyond a closing that keeps
         the real valleys between close discs.
     merge_threshold, max_merges
-        Once the fit has converged, the two components whose diffractions have a cosine
+        Once the loss has stopped falling (the stopping rule's loss test), the two
+        components whose diffractions have a cosine
         above ``merge_threshold`` (the most alike pair) are merged and the freed component
         starts again where the data exceed the model most; the fit then goes on, up to
         ``max_merges`` times (:mod:`dask_stemnmf.nmf.merge`: least squares often spends two
@@ -463,9 +464,14 @@ class ConstrainedNMF:
                 phys = S * col[:, None]
                 sigma = col[:, None] / np.sqrt(np.maximum(np.diag(h), 1e-300))[None, :]
             floor = self.dip_sigma * sigma
-            filled, n = fill_all(
-                phys, idx, sig_shape, radius, self.dip_threshold, floor, fraction,
-                foreign=bool(self.fill_foreign_peaks),
+            # a component whose map has died (``H_kk`` ~ 0) has no counts to judge its dips
+            # by (its noise floor is unbounded): it is left as it is
+            diag = np.diag(h)
+            alive = diag > 1e-12 * max(float(diag.max()), 1e-300)
+            filled = phys.copy()
+            filled[:, alive], n = fill_all(
+                phys[:, alive], idx, sig_shape, radius, self.dip_threshold, floor[:, alive],
+                fraction, foreign=bool(self.fill_foreign_peaks),
             )  # fmt: skip
             return (filled if col is None else filled / col[:, None]), n
 
@@ -501,8 +507,9 @@ class ConstrainedNMF:
             C = (C * row * scale.astype(np.float32)).persist()
         if not converged:
             warnings.warn(
-                f"max_iter={self.max_iter} reached before the relative loss decrease fell "
-                f"below tol={self.tol}; raise max_iter or tol",
+                f"max_iter={self.max_iter} reached before the fit converged (its loss still "
+                f"falling by more than tol={self.tol} per iteration, or its diffractions still "
+                "moving); the result is usable, raise max_iter to go on",
                 ConvergenceWarning,
                 stacklevel=2,
             )
@@ -625,7 +632,7 @@ class ConstrainedNMF:
             else:
                 loss += float(dc)
             s_old = S.copy()
-            S = self._update_s(S, q, h)
+            S = _drop_dead_maps(self._update_s(S, q, h), h)
             filling = self.diffraction_continuity and it >= fill_start
             if filling:
                 S, n_dips = fill(S, fraction, h, t)
@@ -650,17 +657,22 @@ class ConstrainedNMF:
             elif ref is None:
                 ref, ref_it = S.copy(), it
             elif it - ref_it >= STOP_WINDOW:
-                drift = diffraction_drift(ref, S)
+                live = np.diag(h) > 1e-12 * max(float(np.diag(h).max()), 1e-300)
+                drift = diffraction_drift(ref[:, live], S[:, live])  # dead ones restart
                 ref, ref_it = S.copy(), it
-            if full_since is not None and it - full_since >= STOP_WINDOW and drift <= DRIFT_TOL:
+            pair = None
+            if full_since is not None and it - full_since >= STOP_WINDOW:
                 window = losses[-min(it - full_since + 1, 2 * STOP_WINDOW):]
                 if no_progress(window, self.tol):
-                    # a merge needs room to converge again: the warm start and two windows
+                    # on the loss's plateau: merge a duplicate pair as soon as there is one
+                    # (and room to converge again: the warm start and two windows); stop
+                    # once there is none and the diffractions have stopped moving
                     room = it + 1 + self.continuity_warm_start + 2 * STOP_WINDOW <= self.max_iter
                     pair = self._duplicates(S, merges) if room else None
-                    if pair is None:
+                    if pair is None and drift <= DRIFT_TOL:
                         converged = True
                         break
+                if pair is not None:
                     C, S = self._merge(data, C, S, scale, pair)
                     scale = np.ones_like(scale)
                     merges.append(it + 1)
@@ -878,6 +890,22 @@ def _normalise(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scale = S.sum(axis=0)
     safe = np.where(scale > 0, scale, 1.0)
     return S / safe, safe
+
+
+def _drop_dead_maps(S: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Zero the diffractions of components whose maps have died (``H_kk`` ~ 0, ``(K, K)``).
+
+    Their update divides by ``H_kk``: a map of 1e-40 made a diffraction of 1e40 and the
+    maps, scaled by it in float32, overflowed into NaN (measured with two spare components
+    at 20,000 e/pattern). Zeroed, they start afresh (:func:`_reseed_dead`); the loss holds
+    because their maps are zero.
+    """
+    diag = np.diag(h)
+    dead = diag <= 1e-12 * max(float(diag.max()), 1e-300)
+    if dead.any():
+        S = S.copy()
+        S[:, dead] = 0.0
+    return S
 
 
 def _reseed_dead(S: np.ndarray, iteration: int, seed: int) -> np.ndarray:
