@@ -85,17 +85,20 @@ class ConstrainedNMF:
         (``(scan_y, scan_x, K)`` and ``(M, K)``).
     max_iter, tol
         Stop after ``max_iter`` iterations, or when the loss makes no progress: its
-        decrease per iteration over the last ``2 * STOP_WINDOW`` (20) iterations, from a
-        straight-line fit relative to the last loss, is below ``tol`` or within two
+        decrease per iteration over the last ``2 * STOP_WINDOW`` (20; at least 11 just
+        after the constraints reach full strength) iterations, from a straight-line fit,
+        relative to the last loss, is below ``tol`` or within two
         standard errors of the fit (:func:`dask_stemnmf.nmf.stopping.no_progress`; the
         continuity fill makes the loss chatter on its plateau), and no diffraction has moved
-        by more than ``DRIFT_TOL`` (2e-3, one minus the cosine) over the last window
+        by more than ``DRIFT_TOL`` (2e-3, one minus the cosine) between the last two drift
+        checks (one every ``STOP_WINDOW`` iterations)
         (:func:`dask_stemnmf.nmf.stopping.diffraction_drift`: on the loss's plateau the
         components still move), once every constraint has acted at full strength for
         ``STOP_WINDOW`` iterations; reaching ``max_iter`` warns. ``tol=1e-6`` by the
         validation table (README; measured with the loss test alone): against ``1e-5`` it
         raised the mean map cosine on 12 of 16 cells and lowered it on none, at 1.8x the
-        iterations (median; 1-7x). The drift test by the README's "Stopping" table.
+        iterations (median; 1-7x). The drift test by the README's "Stopping" table. Near
+        ``max_iter`` a fit may end with a duplicate pair unmerged (see ``max_merges``).
     random_state
         Seed of the initialisation.
     continuity_radius_px
