@@ -469,8 +469,7 @@ class ConstrainedNMF:
             floor = self.dip_sigma * sigma
             # a component whose map has died (``H_kk`` ~ 0) has no counts to judge its dips
             # by (its noise floor is unbounded): it is left as it is
-            diag = np.diag(h)
-            alive = diag > 1e-12 * max(float(diag.max()), 1e-300)
+            alive = _live_maps(h)
             filled = phys.copy()
             filled[:, alive], n = fill_all(
                 phys[:, alive], idx, sig_shape, radius, self.dip_threshold, floor[:, alive],
@@ -660,7 +659,7 @@ class ConstrainedNMF:
             elif ref is None:
                 ref, ref_it = S.copy(), it
             elif it - ref_it >= STOP_WINDOW:
-                live = np.diag(h) > 1e-12 * max(float(np.diag(h).max()), 1e-300)
+                live = _live_maps(h)
                 drift = diffraction_drift(ref[:, live], S[:, live])  # dead ones restart
                 ref, ref_it = S.copy(), it
             pair = None
@@ -895,16 +894,25 @@ def _normalise(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return S / safe, safe
 
 
+def _live_maps(h: np.ndarray) -> np.ndarray:
+    """``(K,)`` True where a component's map is alive: ``H_kk`` above 1e-12 of the largest.
+
+    ``h`` is ``C^T C`` ``(K, K)``. A dead map (a spare component's, 1e-40) has no counts:
+    an update divided by its ``H_kk`` blows up, and its counting-noise floor is unbounded.
+    """
+    diag = np.diag(h)
+    return diag > 1e-12 * max(float(diag.max()), 1e-300)
+
+
 def _drop_dead_maps(S: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """Zero the diffractions of components whose maps have died (``H_kk`` ~ 0, ``(K, K)``).
+    """Zero the diffractions of components whose maps have died (:func:`_live_maps`).
 
     Their update divides by ``H_kk``: a map of 1e-40 made a diffraction of 1e40 and the
     maps, scaled by it in float32, overflowed into NaN (measured with two spare components
     at 20,000 e/pattern). Zeroed, they start afresh (:func:`_reseed_dead`); the loss holds
     because their maps are zero.
     """
-    diag = np.diag(h)
-    dead = diag <= 1e-12 * max(float(diag.max()), 1e-300)
+    dead = ~_live_maps(h)
     if dead.any():
         S = S.copy()
         S[:, dead] = 0.0
