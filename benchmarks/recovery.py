@@ -14,7 +14,11 @@ least 1.5 nm and at least the probe's FWHM):
 - dips: pixels of all diffractions that a one-pixel closing raises by more than 5 % of the
   pattern's maximum (outside the disc);
 - holes: the worst component's hole depth (:func:`dask_stemnmf.evaluate.hole_depth`, the
-  artefact of Kimoto et al.'s Fig. 1c; the true patterns give at most about 0.1);
+  artefact of Kimoto et al.'s Fig. 1c; the true patterns give at most about 0.1) and, in
+  brackets, that of the true patterns carrying the fitted components' counting noise
+  (:func:`dask_stemnmf.evaluate.hole_depth_of_truth` with ``noise_like``): each disc's depth
+  counts at zero or above, so noise alone scores, and this is the level a fit without
+  artificial dips reaches at that dose;
 - ARI: adjusted Rand index of :func:`dask_stemnmf.classify`'s default cut against the true
   phases, over the visible precipitates' matched components;
 - found: rows of the precipitate table against the visible precipitates.
@@ -51,7 +55,7 @@ import xarray as xr  # noqa: E402
 from dask_stemnmf import ConstrainedNMF, classify, match_to_truth, pca, simulate_scan  # noqa: E402
 from dask_stemnmf._kernels.constraints import dip_depth  # noqa: E402
 from dask_stemnmf.errors import ConvergenceWarning, StemNMFWarning  # noqa: E402
-from dask_stemnmf.evaluate import hole_depth, pattern_mixture  # noqa: E402
+from dask_stemnmf.evaluate import hole_depth, hole_depth_of_truth, pattern_mixture  # noqa: E402
 
 #: Disc softness and detector blur: (disc edge sigma, PSF core sigma, PSF tail weight), px.
 BLUR = {"sharp": (0.0, 0.3, 0.0), "soft": (1.0, 1.0, 0.05)}
@@ -137,10 +141,15 @@ def score(ds: xr.Dataset, name: str, used: np.ndarray) -> dict[str, Any]:
     }
     if name == "PCA":
         nan = float("nan")
-        return {**out, "dips": -1, "holes": nan, "own": nan, "ari": nan, "found": -1}
+        return {**out, "dips": -1, "holes": nan, "holes_noise": nan, "own": nan, "ari": nan,
+                "found": -1}  # fmt: skip
     out["own"] = float(pattern_mixture(result, ds, match=match)["own_share"].values[seen].mean())
     out["dips"] = significant_dips(result, used)
     out["holes"] = float(hole_depth(result, ds, match=match)["hole_depth"].max())
+    out["holes_noise"] = float("nan")
+    if "diffraction_sigma" in result.variables:
+        ref = hole_depth_of_truth(ds, noise_like=result, match=match)
+        out["holes_noise"] = float(ref["hole_depth"].max())
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", StemNMFWarning)
@@ -208,13 +217,14 @@ def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """
 
     def mean(key: str) -> float:
-        values = np.array([r[key] for r in runs], dtype=np.float64)
+        values = np.array([r.get(key, np.nan) for r in runs], dtype=np.float64)
         return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
     return {
         "d": np.concatenate([r["d"] for r in runs]),
         "m": np.concatenate([r["m"] for r in runs]),
         "own": mean("own"), "ari": mean("ari"), "holes": mean("holes"), "s": mean("s"),
+        "holes_noise": mean("holes_noise"),
         "dips": -1 if runs[0]["dips"] < 0 else round(mean("dips")),
         "iters": round(mean("iters")),
         "found": -1 if runs[0]["found"] < 0 else sum(r["found"] for r in runs),
@@ -230,6 +240,8 @@ def _row(
     d, m = r["d"], r["m"]
     ari = "-" if np.isnan(r["ari"]) else f"{r['ari']:.2f}"
     holes = "-" if np.isnan(r["holes"]) else f"{r['holes']:.2f}"
+    noise = r.get("holes_noise", np.nan)
+    holes += "" if np.isnan(noise) else f" ({noise:.2f})"
     own = "-" if np.isnan(r["own"]) else f"{r['own']:.2f}"
     dips = "-" if r["dips"] < 0 else str(r["dips"])
     found = "-" if r["found"] < 0 else str(r["found"])
@@ -265,7 +277,8 @@ def main(argv: list[str] | None = None) -> None:
     names = args.methods.split(",")
     header = (
         "| generator | dose | probe px | blur | precipitates | phases | seeds | method | "
-        "pattern cos mean / min | own share | map cos mean / min | dips | holes | ARI | "
+        "pattern cos mean / min | own share | map cos mean / min | dips | "
+        "holes (truth + noise) | ARI | "
         "found / visible | iters | s |"
     )
     print(header)

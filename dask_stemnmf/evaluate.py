@@ -393,16 +393,34 @@ def hole_depth(
     )
 
 
-def hole_depth_of_truth(truth: xr.Dataset, **kw: Any) -> xr.Dataset:
+def hole_depth_of_truth(
+    truth: xr.Dataset,
+    *,
+    noise_like: xr.Dataset | None = None,
+    match: xr.Dataset | None = None,
+    seed: int = 0,
+    **kw: Any,
+) -> xr.Dataset:
     """:func:`hole_depth` of the true patterns, each source a component matched to itself.
 
     The reference level of the measure: real patterns have no artificial dips, so what they
-    score is the measure's floor (halo curvature, point-spread tails, disc overlaps).
+    score is the measure's floor (halo curvature, point-spread tails, disc overlaps). The
+    measure takes each disc's depth at zero or above, so counting noise alone scores too:
+    with ``noise_like``, a fit's result, each true pattern carries the counting noise of
+    the component matched to it (``diffraction_sigma``, Gaussian, drawn with ``seed``):
+    the level a fit without artificial dips would reach at that dose.
 
     Parameters
     ----------
     truth
         A simulated scan with ``true_patterns``.
+    noise_like
+        A result with ``diffractions``, ``diffraction_sigma`` and ``fit_mask``
+        (:class:`~dask_stemnmf.ConstrainedNMF`'s), or ``None`` for noise-free patterns.
+    match
+        :func:`match_to_truth` of ``noise_like``; computed when omitted.
+    seed
+        Seed of the noise.
     **kw
         ``disc_threshold`` and ``arc_offset`` of :func:`hole_depth`.
 
@@ -414,8 +432,16 @@ def hole_depth_of_truth(truth: xr.Dataset, **kw: Any) -> xr.Dataset:
     if "true_patterns" not in truth.variables:
         raise InputError("truth lacks true_patterns; pass a simulated scan")
     patterns = truth["true_patterns"]
+    values = np.asarray(patterns.values, dtype=np.float64)
+    variables: dict[str, Any] = {}
+    if noise_like is not None:
+        if "diffraction_sigma" not in noise_like.variables:
+            raise InputError("noise_like needs diffraction_sigma: pass a ConstrainedNMF result")
+        values = _with_noise_of(values, truth, noise_like, match, seed)
+        variables["fit_mask"] = noise_like["fit_mask"].variable
+    variables["diffractions"] = (("component", *patterns.dims[1:]), values)
     as_result = xr.Dataset(
-        {"diffractions": patterns.rename(source="component").variable},
+        variables,
         coords={
             "component": np.asarray(
                 truth["source"].values if "source" in truth.coords else np.arange(patterns.shape[0])
@@ -424,6 +450,32 @@ def hole_depth_of_truth(truth: xr.Dataset, **kw: Any) -> xr.Dataset:
     )
     identity = np.arange(patterns.shape[0])
     return hole_depth(as_result, truth, match=identity, **kw)
+
+
+def _with_noise_of(
+    patterns: np.ndarray, truth: xr.Dataset, result: xr.Dataset, match: xr.Dataset | None,
+    seed: int,
+) -> np.ndarray:  # fmt: skip
+    """Return the true patterns with the counting noise of their matched components.
+
+    ``(source, k_y, k_x)``, each summing to 1 over the fitted pixels, plus Gaussian noise of
+    its matched component's ``diffraction_sigma`` over that component's sum; unmatched
+    sources stay noise-free.
+    """
+    if match is None:
+        match = match_to_truth(result, truth)
+    used = np.asarray(result["fit_mask"].values, dtype=bool)
+    rng = np.random.default_rng(seed)
+    sigma = np.asarray(result["diffraction_sigma"].values, dtype=np.float64)
+    sums = np.asarray(result["diffractions"].values, dtype=np.float64).sum(axis=(1, 2))
+    out = patterns * used
+    out = out / np.maximum(out.sum(axis=(1, 2), keepdims=True), 1e-300)
+    for source, component in enumerate(np.asarray(match["component"].values)):
+        if component < 0 or sums[component] <= 0:
+            continue
+        noise = rng.normal(size=used.shape) * sigma[component] / sums[component]
+        out[source] = np.maximum(out[source] + noise * used, 0.0)
+    return out
 
 
 def pattern_mixture(

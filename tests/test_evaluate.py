@@ -192,6 +192,35 @@ def test_true_patterns_have_no_holes_and_punched_ones_do(simulated):
     xr.testing.assert_identical(again, got)
 
 
+def test_the_truth_with_a_fits_noise_scores_the_noise_floor_of_the_measure(simulated):
+    tp = simulated["true_patterns"].values.astype(np.float64)
+    k = tp.shape[0]
+    result = xr.Dataset(
+        {
+            "maps": (("component", "scan_y", "scan_x"), simulated["true_maps"].values),
+            "diffractions": (("component", "k_y", "k_x"), tp),
+            "diffraction_sigma": (("component", "k_y", "k_x"), np.zeros_like(tp)),
+            "fit_mask": (("k_y", "k_x"), np.ones(tp.shape[1:], dtype=bool)),
+        }
+    )
+    clean = hole_depth_of_truth(simulated)
+    # no noise: the noise-free truth's own scores
+    silent = hole_depth_of_truth(simulated, noise_like=result)
+    np.testing.assert_allclose(silent["hole_depth"].values, clean["hole_depth"].values)
+    # the measure counts each disc's depth at zero or above: noise alone scores, more
+    # noise scores more, while the noise's mean is zero (no hole was made)
+    floors = []
+    for rel in (0.05, 0.3):
+        noisy = result.copy(deep=True)
+        noisy["diffraction_sigma"].values[:] = rel * tp.max(axis=(1, 2), keepdims=True)
+        got = hole_depth_of_truth(simulated, noise_like=noisy, seed=3)
+        floors.append(float(np.nanmean(got["hole_depth"].values)))
+    assert np.nanmean(clean["hole_depth"].values) < floors[0] < floors[1]
+    with pytest.raises(InputError, match="diffraction_sigma"):
+        hole_depth_of_truth(simulated, noise_like=result.drop_vars("diffraction_sigma"))
+    assert k == clean.sizes["component"]
+
+
 def test_hole_depth_refuses_what_it_cannot_measure(simulated):
     with pytest.raises(InputError, match="fitted to"):
         hole_depth(as_result(np.ones((2, 8, 8))), simulated)
