@@ -91,7 +91,8 @@ METHODS: dict[str, Callable[[xr.Dataset, int, np.ndarray], xr.Dataset]] = {
     "probe": lambda ds, k, used: ConstrainedNMF(k, map_resolution_nm="probe").fit(ds).result_,
     "unmerged": lambda ds, k, used: ConstrainedNMF(k, merge_threshold=None).fit(ds).result_,
     "primitive": lambda ds, k, used: ConstrainedNMF(
-        k, map_resolution_nm=None, diffraction_continuity=False, merge_threshold=None
+        k, map_resolution_nm=None, diffraction_continuity=False, merge_threshold=None,
+        separate_halo=False,
     ).fit(ds).result_,
     "PCA": lambda ds, k, used: pca(ds, k),
     "sklearn": _sklearn,

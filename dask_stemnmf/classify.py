@@ -29,6 +29,7 @@ components:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -431,6 +432,101 @@ def _step(coord: xr.DataArray) -> float:
     return float(abs(values[1] - values[0])) if values.size > 1 else 1.0
 
 
+@dataclass(frozen=True)
+class Kinds:
+    """What each component of a decomposition is (:func:`component_kinds`).
+
+    Attributes
+    ----------
+    kind
+        ``(K,)`` ``"crystalline"``, ``"amorphous"`` or ``"direct beam"``.
+    label
+        ``(K,)`` ``-1`` (:data:`AMORPHOUS`) or ``-2`` (:data:`DIRECT_BEAM`); crystalline
+        components ``-1`` until they are classed.
+    score, significance
+        ``(K,)`` :func:`crystallinity` and :func:`crystallinity_significance`.
+    patterns
+        ``(K, k_y, k_x)`` float64, as read from the result.
+    centre_px, central_mask_px, smooth_px
+        The polar transform's centre (pixels), the central disc left out (pixels) and the
+        smoothing of the significance test (pixels).
+    valid
+        ``(k_y, k_x)`` fitted pixels, or ``None``.
+    """
+
+    kind: np.ndarray
+    label: np.ndarray
+    score: np.ndarray
+    significance: np.ndarray
+    patterns: np.ndarray
+    centre_px: tuple[float, float]
+    central_mask_px: float
+    smooth_px: float
+    valid: np.ndarray | None
+
+
+def component_kinds(
+    result: xr.Dataset,
+    *,
+    crystallinity_threshold: float = 0.2,
+    significance_threshold: float = 3.0,
+    smooth_px: float | None = None,
+    centre: Any = "auto",
+    central_mask_px: float | None = None,
+    n_angles: int = 360,
+    scaling: Literal["none", "sqrt", "log"] = "sqrt",
+) -> Kinds:
+    """Tell crystalline components from the amorphous ones and the direct beam.
+
+    A component is crystalline when its :func:`crystallinity` reaches
+    ``crystallinity_threshold`` and its :func:`crystallinity_significance` reaches
+    ``significance_threshold``; of the others, those with most of their intensity in the
+    bright-field disc are the direct beam. The parameters are :func:`classify`'s.
+
+    Returns
+    -------
+    Kinds
+        Per component: kind, label, the two scores, and the geometry used.
+    """
+    patterns = np.asarray(result["diffractions"].values, dtype=np.float64)
+    if patterns.ndim != 3:
+        raise InputError("classify needs 2-D diffractions (component, k_y, k_x)")
+    k = patterns.shape[0]
+    disc = (result.attrs.get("masks") or {}).get("bright_field_disc")
+    if central_mask_px is None and disc:
+        central_mask_px = float(disc["radius_px"])
+    if isinstance(centre, str) and centre == "auto" and disc:
+        centre = tuple(disc["centre_px"])
+    polar, grid = polar_patterns(
+        patterns, centre=centre, n_angles=n_angles, central_mask_px=central_mask_px,
+        scaling=scaling,
+    )  # fmt: skip
+    centre_px = tuple(grid["centres_px"].mean(axis=0))
+    score = crystallinity(polar)
+    if smooth_px is None:
+        smooth_px = _default_smoothing(result.attrs, disc)
+    valid = np.asarray(result["fit_mask"].values, bool) if "fit_mask" in result else None
+    significance = crystallinity_significance(
+        patterns, centre_px, central_mask_px=central_mask_px or 0.0, valid=valid,
+        sigma=result["diffraction_sigma"].values if "diffraction_sigma" in result else None,
+        smooth_px=smooth_px, n_angles=n_angles,
+    )  # fmt: skip
+    is_crystalline = (score >= crystallinity_threshold) & (significance >= significance_threshold)
+    label = np.full(k, AMORPHOUS, dtype=np.int64)
+    kind = np.array(["amorphous"] * k, dtype=object)
+    if not disc:  # the maps are read only here
+        disc = _mean_disc(patterns, np.asarray(result["maps"].values, dtype=np.float64))
+    for j in np.flatnonzero(~is_crystalline):
+        if _direct_beam(patterns[j], disc):
+            label[j], kind[j] = DIRECT_BEAM, "direct beam"
+    kind[is_crystalline] = "crystalline"
+    return Kinds(
+        kind=kind, label=label, score=score, significance=significance, patterns=patterns,
+        centre_px=(float(centre_px[0]), float(centre_px[1])),
+        central_mask_px=float(central_mask_px or 0.0), smooth_px=float(smooth_px), valid=valid,
+    )  # fmt: skip
+
+
 def classify(
     result: xr.Dataset,
     *,
@@ -527,40 +623,18 @@ def classify(
         raise InputError(f"linkage={linkage!r}; choose 'average', 'complete' or 'single'")
     if n_classes is not None and n_classes < 1:
         raise InputError(f"n_classes must be at least 1, got {n_classes}")
-    patterns = np.asarray(result["diffractions"].values, dtype=np.float64)
+    kinds = component_kinds(
+        result, crystallinity_threshold=crystallinity_threshold,
+        significance_threshold=significance_threshold, smooth_px=smooth_px, centre=centre,
+        central_mask_px=central_mask_px, n_angles=n_angles, scaling=scaling,
+    )  # fmt: skip
+    patterns = kinds.patterns
     maps = np.asarray(result["maps"].values, dtype=np.float64)
-    if patterns.ndim != 3:
-        raise InputError("classify needs 2-D diffractions (component, k_y, k_x)")
     k = patterns.shape[0]
-    disc = (result.attrs.get("masks") or {}).get("bright_field_disc")
-    if central_mask_px is None and disc:
-        central_mask_px = float(disc["radius_px"])
-    if isinstance(centre, str) and centre == "auto" and disc:
-        centre = tuple(disc["centre_px"])
-    polar, grid = polar_patterns(
-        patterns, centre=centre, n_angles=n_angles, central_mask_px=central_mask_px,
-        scaling=scaling,
-    )  # fmt: skip
-    centre_px = tuple(grid["centres_px"].mean(axis=0))
-    score = crystallinity(polar)
-    if smooth_px is None:
-        smooth_px = _default_smoothing(result.attrs, disc)
-    valid = np.asarray(result["fit_mask"].values, bool) if "fit_mask" in result else None
-    significance = crystallinity_significance(
-        patterns, centre_px, central_mask_px=central_mask_px or 0.0, valid=valid,
-        sigma=result["diffraction_sigma"].values if "diffraction_sigma" in result else None,
-        smooth_px=smooth_px, n_angles=n_angles,
-    )  # fmt: skip
-    is_crystalline = (score >= crystallinity_threshold) & (significance >= significance_threshold)
-    crystalline = np.flatnonzero(is_crystalline)
-    label = np.full(k, AMORPHOUS, dtype=np.int64)
-    kind = np.array(["amorphous"] * k, dtype=object)
-    if not disc:
-        disc = _mean_disc(patterns, maps)
-    for j in np.flatnonzero(~is_crystalline):
-        if _direct_beam(patterns[j], disc):
-            label[j], kind[j] = DIRECT_BEAM, "direct beam"
-    kind[crystalline] = "crystalline"
+    label, kind, score, significance = kinds.label, kinds.kind, kinds.score, kinds.significance
+    crystalline = np.flatnonzero(kinds.kind == "crystalline")
+    centre_px, central_mask_px, smooth_px = kinds.centre_px, kinds.central_mask_px, kinds.smooth_px
+    valid = kinds.valid
     sim = np.full((k, k), np.nan)
     ang = np.full((k, k), np.nan)
     unrotated = np.full((k, k), np.nan)

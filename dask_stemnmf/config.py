@@ -115,6 +115,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, tuple[Check, str]]]] = {
             _engine_default("merge_threshold"), _either(_NONE, _num(0, 1, strict=True))
         ),
         "max_merges": (_engine_default("max_merges"), _int(0)),
+        "separate_halo": (_engine_default("separate_halo"), _BOOL),
         "bright_field_mask": (
             _engine_default("bright_field_mask"),
             _either(_one_of("auto"), _NONE, _num(0, strict=True)),

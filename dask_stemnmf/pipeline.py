@@ -255,7 +255,7 @@ def _fit(
             ("pca", pca(ds, k, random_state=nmf_kw["random_state"])),
             ("primitive", decompose(
                 ds, k, **{**nmf_kw, "map_resolution_nm": None, "diffraction_continuity": False,
-                          "merge_threshold": None}
+                          "merge_threshold": None, "separate_halo": False}
             )),
         ):  # fmt: skip
             for var in ("maps", "diffractions"):

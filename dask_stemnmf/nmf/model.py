@@ -22,6 +22,7 @@ from .._kernels.masks import bright_field_extent, disc_mask, find_bright_field_d
 from .._kernels.nmf import hals_sweeps, loss_change, mu_step, nnls_clip
 from ..data import rechunk_scan
 from ..errors import ConvergenceWarning, InputError, StemNMFWarning
+from ..purity import separate_halo
 from ..schema import validate_dataset
 from ..values import pixel_sums, value_report_from, value_stats
 from .calibration import MapResolution, default_continuity_radius, map_resolution, probe_cutoff
@@ -125,6 +126,14 @@ class ConstrainedNMF:
         warm start and two stopping windows (30 by default). The loss rises at a merge, then
         returns to about where it was (within 0.6 % on the README's 16 scans): the merge
         trades almost nothing in fit for a factorisation whose components are the sources.
+    separate_halo
+        After the fit, move the amorphous halo's share out of each crystalline component's
+        diffraction and into the halo's map (:mod:`dask_stemnmf.purity`): a precipitate's
+        column holds crystal and glass, and least squares cannot tell a pure crystalline
+        component from one holding a share of the halo (the product ``C S^T`` is the same),
+        so fits land on mixtures. Of the equally good factorisations this takes the one
+        whose crystalline patterns hold the least halo (only the few clipped pixels change
+        the product; their share is in the attrs). 2-D patterns only.
     inner_sweeps, inner_tol
         HALS inner-loop limits.
     map_sweeps, dykstra_iter
@@ -195,6 +204,7 @@ class ConstrainedNMF:
         fill_foreign_peaks: bool = True,
         merge_threshold: float | None = 0.9,
         max_merges: int = 3,
+        separate_halo: bool = True,
         inner_sweeps: int = 10,
         inner_tol: float = 0.01,
         map_sweeps: int = 2,
@@ -223,6 +233,7 @@ class ConstrainedNMF:
         self.fill_foreign_peaks = fill_foreign_peaks
         self.merge_threshold = merge_threshold
         self.max_merges = max_merges
+        self.separate_halo = separate_halo
         self.inner_sweeps = inner_sweeps
         self.inner_tol = inner_tol
         self.map_sweeps = map_sweeps
@@ -526,6 +537,8 @@ class ConstrainedNMF:
             "resolution": resolution, "sigma": sigma, "subspace": subspace,
         }  # fmt: skip
         self.result_ = self._result(ds, sig, C, S, idx, mask_info, fit, radius, timings)
+        if self.separate_halo and len(sig) == 2 and k > 1:
+            self.result_ = separate_halo(self.result_)
         return self
 
     def _update_maps(
@@ -818,6 +831,7 @@ class ConstrainedNMF:
             "fill_foreign_peaks": bool(self.fill_foreign_peaks),
             "merge_threshold": "none" if self.merge_threshold is None else self.merge_threshold,
             "max_merges": self.max_merges,
+            "separate_halo": bool(self.separate_halo),
             "inner_sweeps": self.inner_sweeps,
             "negative": self.negative,
             "noise_normalisation": bool(self.noise_normalisation),
