@@ -125,19 +125,37 @@ def separate_halo(result: xr.Dataset, **kw: Any) -> xr.Dataset:
         A copy with the crystalline diffractions purified and renormalised, their maps scaled
         by the kept sum, the halo's maps raised by the shares (lazy where the maps are), the
         noise propagated; attrs ``halo_separation``: the shares ``[component, halo
-        component, share]`` and ``clipped_share``, the share of the model's total intensity
-        that the clipping removed.
+        component, share]``, ``clipped_share`` (the share of the model's total intensity
+        that the clipping removed) and ``left_mixed``: the crystalline components left as
+        they were because what the separation left of them was no longer crystalline (a
+        halo copy with a few significant bumps).
     """
     kinds = component_kinds(result)
-    patterns = kinds.patterns
-    k = patterns.shape[0]
-    valid = kinds.valid if kinds.valid is not None else np.ones(patterns.shape[1:], dtype=bool)
+    valid = kinds.valid if kinds.valid is not None else np.ones(kinds.patterns.shape[1:], bool)
     crystalline = np.flatnonzero(kinds.kind == "crystalline")
     amorphous = np.flatnonzero(kinds.kind == "amorphous")
-    maps = result["maps"].data
     weight = np.asarray(result["maps"].sum(dim=("scan_y", "scan_x")).values, dtype=np.float64)
     halo = amorphous[np.argsort(-weight[amorphous], kind="stable")]
-    purified, shares = halo_shares(patterns, crystalline, halo, valid, **kw)
+    purified, shares = halo_shares(kinds.patterns, crystalline, halo, valid, **kw)
+    out = _separated(result, kinds.patterns, purified, shares, weight)
+    # a "crystalline" component that was mostly halo (a halo copy with a few significant
+    # bumps) leaves noise: it is not separated
+    lost = crystalline[component_kinds(out).kind[crystalline] != "crystalline"]
+    if lost.size:
+        keep = np.setdiff1d(crystalline, lost)
+        purified, shares = halo_shares(kinds.patterns, keep, halo, valid, **kw)
+        out = _separated(result, kinds.patterns, purified, shares, weight)
+    out.attrs["halo_separation"]["left_mixed"] = [int(i) for i in lost]
+    return out
+
+
+def _separated(
+    result: xr.Dataset, patterns: np.ndarray, purified: np.ndarray, shares: np.ndarray,
+    weight: np.ndarray,
+) -> xr.Dataset:  # fmt: skip
+    """Return the result with ``purified`` patterns (renormalised) and their maps."""
+    k = patterns.shape[0]
+    maps = result["maps"].data
     # the exact change of factors: S' = S (I - E), C' = C (I + E)^T; then renormalise
     unclipped = patterns - np.tensordot(shares.T, patterns, axes=1)
     clipped = float(((purified - unclipped) * weight[:, None, None]).sum())
