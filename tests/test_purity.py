@@ -129,3 +129,24 @@ def test_the_fit_separates_the_halo_by_default_and_its_patterns_hold_more_of_the
     assert own[1] > own[0] + 0.05
     # the same fit up to the separation: the same loss history
     np.testing.assert_allclose(default["loss"].values, mixed_fit["loss"].values)
+
+
+def test_a_failed_separation_keeps_the_fit_with_a_note(monkeypatch):
+    import warnings
+
+    from dask_stemnmf import ConstrainedNMF, InputError, StemNMFWarning
+    from dask_stemnmf.nmf import model
+
+    def refuse(result):
+        raise InputError("the polar grid is empty")
+
+    monkeypatch.setattr(model, "separate_halo", refuse)
+    scan = simulate_scan(scan=(16, 16), detector=(24, 24), precipitates=2, phases=1, seed=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = ConstrainedNMF(4, max_iter=12).fit(scan).result_
+    assert "halo_separation" not in result.attrs
+    assert any("not separated" in n and "polar grid is empty" in n for n in result.attrs["notes"])
+    assert any(issubclass(w.category, StemNMFWarning) and "not separated" in str(w.message)
+               for w in caught)  # fmt: skip
+    assert np.isfinite(np.asarray(result["maps"].values)).all()

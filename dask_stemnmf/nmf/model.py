@@ -538,8 +538,18 @@ class ConstrainedNMF:
         }  # fmt: skip
         self.result_ = self._result(ds, sig, C, S, idx, mask_info, fit, radius, timings)
         if self.separate_halo and len(sig) == 2 and k > 1:
-            self.result_ = separate_halo(self.result_)
+            self.result_ = self._separated(self.result_)
         return self
+
+    def _separated(self, result: xr.Dataset) -> xr.Dataset:
+        """Return the result with the halo separated; unchanged, with a note, if that fails."""
+        try:
+            return separate_halo(result)
+        except (InputError, ValueError) as error:  # e.g. a detector too small for polar grids
+            self._note(f"the halo's share was not separated from the crystalline components "
+                       f"({error})")  # fmt: skip
+            result.attrs["notes"] = list(self._notes)
+            return result
 
     def _update_maps(
         self, data: da.Array, C: da.Array, S: np.ndarray, scale: np.ndarray
