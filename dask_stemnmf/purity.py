@@ -34,7 +34,7 @@ from scipy import ndimage
 
 from .classify import component_kinds
 
-__all__ = ["halo_shares", "separate_halo"]
+__all__ = ["halo_shares", "plan_separation", "separate_halo"]
 
 
 def _smooth(patterns: np.ndarray, valid: np.ndarray, sigma_px: float) -> np.ndarray:
@@ -130,23 +130,56 @@ def separate_halo(result: xr.Dataset, **kw: Any) -> xr.Dataset:
         they were because what the separation left of them was no longer crystalline (a
         halo copy with a few significant bumps).
     """
+    weight = np.asarray(result["maps"].sum(dim=("scan_y", "scan_x")).values, dtype=np.float64)
+    patterns, purified, shares, lost = plan_separation(result, weight, **kw)
+    out = _separated(result, patterns, purified, shares, weight)
+    out.attrs["halo_separation"]["left_mixed"] = [int(i) for i in lost]
+    return out
+
+
+def plan_separation(
+    result: xr.Dataset, weight: np.ndarray, **kw: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Decide the halo shares to take out of each crystalline component.
+
+    Parameters
+    ----------
+    result
+        A decomposition as :func:`separate_halo` takes it (``maps`` are read only when the
+        attrs lack the bright-field disc).
+    weight
+        ``(K,)`` each component's total map weight (the halo components are taken largest
+        first).
+    **kw
+        ``quantile``, ``smooth_px``, ``support``, ``keep`` of :func:`halo_shares`.
+
+    Returns
+    -------
+    patterns : numpy.ndarray
+        ``(K, k_y, k_x)`` the diffractions as read (float64).
+    purified : numpy.ndarray
+        ``(K, k_y, k_x)`` the same without the shares (clipped at zero, not renormalised).
+    shares : numpy.ndarray
+        ``(K, K)``: ``shares[j, i]``, the share of unit-sum pattern ``j`` taken out of
+        unit-sum pattern ``i``.
+    left_mixed : numpy.ndarray
+        Crystalline components left as they were: their remainder was no longer crystalline
+        (a halo copy with a few significant bumps becomes noise).
+    """
     kinds = component_kinds(result)
     valid = kinds.valid if kinds.valid is not None else np.ones(kinds.patterns.shape[1:], bool)
     crystalline = np.flatnonzero(kinds.kind == "crystalline")
     amorphous = np.flatnonzero(kinds.kind == "amorphous")
-    weight = np.asarray(result["maps"].sum(dim=("scan_y", "scan_x")).values, dtype=np.float64)
-    halo = amorphous[np.argsort(-weight[amorphous], kind="stable")]
+    halo = amorphous[np.argsort(-np.asarray(weight)[amorphous], kind="stable")]
     purified, shares = halo_shares(kinds.patterns, crystalline, halo, valid, **kw)
-    out = _separated(result, kinds.patterns, purified, shares, weight)
-    # a "crystalline" component that was mostly halo (a halo copy with a few significant
-    # bumps) leaves noise: it is not separated
-    lost = crystalline[component_kinds(out).kind[crystalline] != "crystalline"]
+    sums = np.maximum(purified.reshape(purified.shape[0], -1).sum(axis=1), 1e-300)
+    trial = result.copy()
+    trial["diffractions"] = (result["diffractions"].dims, purified / sums[:, None, None])
+    lost = crystalline[component_kinds(trial).kind[crystalline] != "crystalline"]
     if lost.size:
         keep = np.setdiff1d(crystalline, lost)
         purified, shares = halo_shares(kinds.patterns, keep, halo, valid, **kw)
-        out = _separated(result, kinds.patterns, purified, shares, weight)
-    out.attrs["halo_separation"]["left_mixed"] = [int(i) for i in lost]
-    return out
+    return kinds.patterns, purified, shares, lost
 
 
 def _separated(

@@ -22,7 +22,7 @@ from .._kernels.masks import bright_field_extent, disc_mask, find_bright_field_d
 from .._kernels.nmf import hals_sweeps, loss_change, mu_step, nnls_clip
 from ..data import rechunk_scan
 from ..errors import ConvergenceWarning, InputError, StemNMFWarning
-from ..purity import separate_halo
+from ..purity import plan_separation
 from ..schema import validate_dataset
 from ..values import pixel_sums, value_report_from, value_stats
 from .calibration import MapResolution, default_continuity_radius, map_resolution, probe_cutoff
@@ -488,6 +488,13 @@ class ConstrainedNMF:
             )  # fmt: skip
             return (filled if col is None else filled / col[:, None]), n
 
+        def halo(
+            S: np.ndarray, h: np.ndarray, t: np.ndarray, weight: np.ndarray
+        ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
+            if not self.separate_halo or len(sig) != 2 or k < 2:
+                return None
+            return self._halo_plan(S, h, t, weight, idx, sig, sig_shape, mask_info, radius)
+
         t_init = time.perf_counter()
         self._resume = resume
         if resume is not None:
@@ -508,9 +515,11 @@ class ConstrainedNMF:
         if self.loss == "kl":
             total = float(pixel_sum[idx].sum())
             C, S, losses, converged = self._iterate_kl(data, C, S, total)
-            n_dips, sigma, merges = 0, None, []
+            n_dips, sigma, merges, separation = 0, None, [], None
         else:
-            C, S, losses, converged, n_dips, sigma, merges = self._iterate(data, C, S, d2, fill)
+            C, S, losses, converged, n_dips, sigma, merges, separation = self._iterate(
+                data, C, S, d2, fill, halo
+            )
         if self._col_sqrt is not None and self._row_sqrt is not None:
             # undo the normalisation: C by sqrt(a), S by sqrt(b), then S sums to 1 again
             S, scale = _normalise(S * self._col_sqrt[:, None])
@@ -535,21 +544,10 @@ class ConstrainedNMF:
         fit = {
             "losses": losses, "converged": converged, "n_dips": n_dips, "merges": merges,
             "resolution": resolution, "sigma": sigma, "subspace": subspace,
+            "separation": separation,
         }  # fmt: skip
         self.result_ = self._result(ds, sig, C, S, idx, mask_info, fit, radius, timings)
-        if self.separate_halo and len(sig) == 2 and k > 1:
-            self.result_ = self._separated(self.result_)
         return self
-
-    def _separated(self, result: xr.Dataset) -> xr.Dataset:
-        """Return the result with the halo separated; unchanged, with a note, if that fails."""
-        try:
-            return separate_halo(result)
-        except (InputError, ValueError) as error:  # e.g. a detector too small for polar grids
-            self._note(f"the halo's share was not separated from the crystalline components "
-                       f"({error})")  # fmt: skip
-            result.attrs["notes"] = list(self._notes)
-            return result
 
     def _update_maps(
         self, data: da.Array, C: da.Array, S: np.ndarray, scale: np.ndarray
@@ -599,10 +597,16 @@ class ConstrainedNMF:
         S: np.ndarray,
         d2: float,
         fill: Callable[[np.ndarray, float, np.ndarray, np.ndarray], tuple[np.ndarray, int]],
-    ) -> tuple[da.Array, np.ndarray, list[float], bool, int, np.ndarray, list[int]]:
-        """Alternate the updates; return the factors, losses, convergence, dips, noise, merges.
+        halo: Callable[..., tuple[np.ndarray, np.ndarray, dict[str, Any]] | None],
+    ) -> tuple[
+        da.Array, np.ndarray, list[float], bool, int, np.ndarray, list[int], dict[str, Any] | None
+    ]:
+        """Alternate the updates; return factors, losses, convergence, dips, noise, merges, halo.
 
-        ``merges`` lists the iterations at which duplicate components were merged.
+        ``merges`` lists the iterations at which duplicate components were merged. After the
+        iterations the halo's share is separated from the crystalline components
+        (:func:`dask_stemnmf.purity.plan_separation`), then the continuity's last fill and a
+        map update follow, so the result meets both constraints.
 
         The fit stops when the loss makes no significant progress over the last
         ``2 * STOP_WINDOW`` iterations (:func:`.stopping.no_progress`) and no diffraction
@@ -714,6 +718,9 @@ class ConstrainedNMF:
                     "fill_start": fill_start, "drift_ref": None if ref is None else ref.copy(),
                     "drift_since": ref_it, "drift": drift,
                 })  # fmt: skip
+        separation = None
+        if losses and h.size:
+            C, S, scale, q, h, loss, separation = self._separate(C, S, scale, q, h, t, loss, halo)
         # counting noise of each normalised diffraction pixel, from the last pass
         sigma = poisson_sigma(S * scale, h, t) / scale if h.size else np.zeros_like(S)
         if self.diffraction_continuity and losses:
@@ -729,7 +736,88 @@ class ConstrainedNMF:
             scale = np.ones_like(scale)
             losses.append(max(loss, 0.0) / d2)
         C = (C * scale.astype(np.float32)).persist()
-        return C, S, losses, converged, n_dips, sigma, merges
+        return C, S, losses, converged, n_dips, sigma, merges, separation
+
+    def _separate(
+        self, C: da.Array, S: np.ndarray, scale: np.ndarray, q: np.ndarray, h: np.ndarray,
+        t: np.ndarray, loss: float, halo: Callable[..., Any],
+    ) -> tuple[da.Array, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, dict | None]:
+        """Take the halo's share out of the crystalline diffractions (no data pass).
+
+        ``S' = S (I - E)``, ``C' = C (I + E)^T`` leaves ``C S^T`` unchanged; the statistics
+        follow exactly (``Q' = Q (I + E)^T``, ``H' = (I + E) H (I + E)^T``; ``T`` is kept, it
+        only sets the noise floor), and the loss takes the change of the clipping.
+        """
+        phys = S * scale
+        weight = np.asarray(C.sum(axis=(0, 1)).compute(), dtype=np.float64) * phys.sum(axis=0)
+        plan = halo(phys, h, t, weight)
+        if plan is None or not plan[0].any():
+            return C, S, scale, q, h, loss, None if plan is None else plan[2]
+        shares, purified, info = plan
+        x = np.eye(shares.shape[0]) + shares
+        C = da.matmul(C, x.T.astype(np.float32)).persist()
+        q, h = q @ x.T, x @ h @ x.T
+        linear = phys - phys @ shares
+        loss += loss_change(linear, purified, q, h)
+        info["clipped_share"] = float(
+            ((purified - linear).sum(axis=0) * weight / np.maximum(phys.sum(axis=0), 1e-300)).sum()
+            / max(float(weight.sum()), 1e-300)
+        )
+        S, scale = _normalise(purified)
+        return C, S, scale, q, h, loss, info
+
+    def _halo_plan(
+        self, S: np.ndarray, h: np.ndarray, t: np.ndarray, weight: np.ndarray,
+        idx: np.ndarray, sig: tuple[str, ...], sig_shape: tuple[int, ...],
+        mask_info: dict[str, Any], radius: float,
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:  # fmt: skip
+        """Plan the separation on the physical diffractions ``S`` ``(M, K)``.
+
+        Returns the shares in ``S``'s own scale (``shares[j, i]`` of column ``j`` out of
+        column ``i``), the separated ``S`` (clipped at zero) and the attrs' record; ``None``
+        with a note where the components cannot be told apart (e.g. a detector too small for
+        the polar grid).
+        """
+        k = S.shape[1]
+        col = self._col_sqrt
+        phys = S if col is None else S * col[:, None]
+        sums = np.maximum(phys.sum(axis=0), 1e-300)
+        if col is None:
+            sigma = poisson_sigma(S, h, t)
+        else:
+            sigma = col[:, None] / np.sqrt(np.maximum(np.diag(h), 1e-300))[None, :]
+        full = np.zeros((k, int(np.prod(sig_shape))))
+        noise = np.zeros_like(full)
+        full[:, idx] = (phys / sums).T
+        noise[:, idx] = (sigma / sums).T
+        used = np.zeros(full.shape[1], dtype=bool)
+        used[idx] = True
+        trial = xr.Dataset(
+            {
+                "diffractions": (("component", *sig), full.reshape(k, *sig_shape)),
+                "diffraction_sigma": (("component", *sig), noise.reshape(k, *sig_shape)),
+                "fit_mask": (sig, used.reshape(sig_shape)),
+                "maps": (("component", "scan_y", "scan_x"), weight[:, None, None]),
+            },
+            attrs={"masks": mask_info, "continuity_radius_px": radius},
+        )
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", StemNMFWarning)
+                _, purified, shares, lost = plan_separation(trial, weight)
+        except (InputError, ValueError) as error:  # e.g. a detector too small for polar grids
+            self._note(f"the halo's share was not separated from the crystalline components "
+                       f"({error})")  # fmt: skip
+            return None
+        scaled = shares * sums[None, :] / sums[:, None]  # of column j out of column i
+        separated = purified.reshape(k, -1)[:, idx].T * sums[None, :]
+        if col is not None:
+            separated = separated / col[:, None]
+        info = {
+            "shares": [[int(i), int(j), float(shares[j, i])] for j, i in np.argwhere(shares > 0)],
+            "left_mixed": [int(i) for i in lost],
+        }
+        return scaled, separated, info
 
     def _duplicates(self, S: np.ndarray, merges: list[int]) -> tuple[int, int] | None:
         """Return the pair of components to merge now, or ``None`` (off, none alike, enough)."""
@@ -884,6 +972,7 @@ class ConstrainedNMF:
                 "n_iter": len(fit["losses"]),
                 "converged": bool(fit["converged"]),
                 "merged_at_iterations": list(fit["merges"]),
+                **({} if fit["separation"] is None else {"halo_separation": fit["separation"]}),
                 "dips_filled_last_iteration": fit["n_dips"],
                 "masks": mask_info,
                 "map_cutoff_inv_nm": res.cutoff_inv_nm,
