@@ -535,7 +535,10 @@ def recovery(seed):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         constrained = decompose(ds, k)  # the defaults, as a user calls it
-        primitive = decompose(ds, k, map_resolution_nm=None, diffraction_continuity=False)
+        primitive = decompose(
+            ds, k, map_resolution_nm=None, diffraction_continuity=False, merge_threshold=None,
+            separate_halo=False,
+        )
     used = constrained["fit_mask"].values
     out = {}
     for name, result in [("c", constrained), ("p", primitive), ("pca", pca(ds, k))]:

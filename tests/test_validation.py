@@ -35,7 +35,8 @@ def test_defaults_beat_primitive_nmf_on_the_kinematic_generator(scan):
         warnings.simplefilter("ignore")
         default = ConstrainedNMF(k).fit(scan).result_
         primitive = ConstrainedNMF(
-            k, map_resolution_nm=None, diffraction_continuity=False
+            k, map_resolution_nm=None, diffraction_continuity=False, merge_threshold=None,
+            separate_halo=False,
         ).fit(scan).result_
     used = default["fit_mask"].values
     seen = visible(scan)
