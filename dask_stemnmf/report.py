@@ -257,6 +257,24 @@ def _notes(ds: xr.Dataset, nmf: dict[str, Any]) -> list[str]:
     return notes
 
 
+def _separation_text(nmf: dict[str, Any]) -> str:
+    """Say how many crystalline components the amorphous halo's share was taken out of."""
+    info = nmf.get("halo_separation")
+    if not isinstance(info, dict):
+        return ""
+    purified = sorted({int(i) for i, _, _ in info.get("shares", [])})
+    if not purified:
+        return " No crystalline component held a share of the amorphous halo."
+    text = (f" The amorphous halo's share was taken out of {len(purified)} crystalline "
+            f"components ({', '.join(map(str, purified))}; "
+            f"{100 * float(info.get('clipped_share', 0.0)):.1f} % of the model's intensity "
+            "clipped)")  # fmt: skip
+    mixed = info.get("left_mixed") or []
+    if mixed:
+        text += f"; left mixed: {', '.join(str(int(i)) for i in mixed)}"
+    return text + "."
+
+
 def _resolution_text(nmf: dict[str, Any]) -> str:
     """Say which map resolution the fit used and where it came from, in scan pixels."""
     cutoff = _float(nmf.get("map_cutoff_cycles_per_px"))
@@ -303,7 +321,10 @@ def write_report(
     with atomic_output(out, overwrite=overwrite) as tmp:
         tmp.mkdir()
         _components(ds, "", tmp / "components.png", "constrained NMF: maps and diffractions")
-        figures.append(("components.png", "Components: each map beside its diffraction."))
+        figures.append((
+            "components.png",
+            f"Components: each map beside its diffraction.{_separation_text(nmf)}",
+        ))  # fmt: skip
         _map_ffts(ds, "", tmp / "map_fft.png", scale, "constrained NMF: maps' Fourier transforms")
         figures.append((
             "map_fft.png",
