@@ -46,8 +46,8 @@ def test_report_has_every_figure_and_links_only_inside(report):
     assert re.search(r"resolution cutoff: [0-9.]+ scan pixels per cycle, the (dose|probe)", page)
     assert "limits in scan pixels: probe" in page
     # what the halo's separation did, in the components' caption
-    assert re.search(r"halo's share was taken out of \d+ crystalline components|No crystalline "
-                     r"component held a share", page)  # fmt: skip
+    assert re.search(r"share was taken out of \d+ crystalline components \([0-9, ]+; [0-9.]+ % "
+                     r"|No crystalline component held a share", page)  # fmt: skip
     for link in re.findall(r'(?:src|href)="([^"]*)"', page):
         parsed = urlparse(link)
         assert not parsed.scheme and not parsed.netloc and not link.startswith("/"), link
