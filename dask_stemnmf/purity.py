@@ -2,11 +2,12 @@
 
 A precipitate's column holds crystal and glass, so the data at a precipitate are its
 crystal pattern plus the amorphous halo. Least squares cannot tell a pure crystalline
-component from one that holds a share ``a`` of the halo's pattern: moving that share out of
-the crystalline diffraction ``s_p`` and ``a`` times the crystalline map ``c_p`` into the halo's
-map leaves ``C S^T`` unchanged and non-negative wherever the halo's map is larger than
-``a c_p``, i.e. everywhere under a precipitate in a glass. Every fit lands on such mixtures
-(README, "What limits the pattern cosine": own share 0.33-0.65 for every method).
+component from one that holds a share ``a`` of the halo's pattern: mixing that share into
+the crystalline diffraction ``s_p`` and taking ``a`` times the crystalline map ``c_p`` out of
+the halo's map leaves ``C S^T`` unchanged, and non-negative wherever the halo's map is larger
+than ``a c_p``, i.e. everywhere under a precipitate in a glass. Every fit lands on such
+mixtures (README, "What limited the pattern cosine": own share 0.33-0.65 for every method).
+Separating them back only needs the crystalline diffraction to stay non-negative.
 
 Of those equally good factorisations we take the one whose crystalline diffractions hold the
 least halo: for each crystalline component ``i`` and each amorphous component ``j`` (largest
@@ -124,7 +125,7 @@ def separate_halo(result: xr.Dataset, **kw: Any) -> xr.Dataset:
     xarray.Dataset
         A copy with the crystalline diffractions purified and renormalised, their maps scaled
         by the kept sum, the halo's maps raised by the shares (lazy where the maps are), the
-        noise propagated; attrs ``halo_separation``: the shares ``[component, halo
+        noise in the new scale; attrs ``halo_separation``: the shares ``[component, halo
         component, share]``, ``clipped_share`` (the share of the model's total intensity
         that the clipping removed) and ``left_mixed``: the crystalline components left as
         they were because what the separation left of them was no longer crystalline (a
@@ -175,6 +176,9 @@ def plan_separation(
     sums = np.maximum(purified.reshape(purified.shape[0], -1).sum(axis=1), 1e-300)
     trial = result.copy()
     trial["diffractions"] = (result["diffractions"].dims, purified / sums[:, None, None])
+    if "diffraction_sigma" in result.variables:  # the same noise, in the new scale
+        sigma = np.asarray(result["diffraction_sigma"].values, dtype=np.float64)
+        trial["diffraction_sigma"] = (result["diffraction_sigma"].dims, sigma / sums[:, None, None])
     lost = crystalline[component_kinds(trial).kind[crystalline] != "crystalline"]
     if lost.size:
         keep = np.setdiff1d(crystalline, lost)
@@ -208,11 +212,13 @@ def _separated(
         result["diffractions"].attrs,
     )
     if "diffraction_sigma" in result.variables:
+        # a crystalline component's map is unchanged, and so is the model C S^T: the noise
+        # of its diffraction's estimate is too, in the old scale (the amorphous components'
+        # maps grow a little; their noise is kept as it was)
         sigma = np.asarray(result["diffraction_sigma"].values, dtype=np.float64)
-        var = sigma**2 + np.tensordot((shares**2).T, sigma**2, axes=1)
         out["diffraction_sigma"] = (
             result["diffraction_sigma"].dims,
-            (np.sqrt(var) / sums[:, None, None]).astype(result["diffraction_sigma"].dtype),
+            (sigma / sums[:, None, None]).astype(result["diffraction_sigma"].dtype),
             result["diffraction_sigma"].attrs,
         )
     total = float(weight.sum())

@@ -63,7 +63,6 @@ def test_the_halo_share_leaves_the_crystalline_components_and_the_product_holds(
     for i in crystal:
         assert cosine(got["maps"].values[i], maps[i]) > 0.9999
     # C S^T: only the clipped pixels change it, and they are few
-    k = result.sizes["component"]
     model = np.tensordot(result["maps"].values, result["diffractions"].values, axes=(0, 0))
     new = np.tensordot(got["maps"].values, got["diffractions"].values, axes=(0, 0))
     assert np.abs(new - model).sum() / model.sum() < 0.02
@@ -73,7 +72,11 @@ def test_the_halo_share_leaves_the_crystalline_components_and_the_product_holds(
     for i in crystal:
         # the share of the unit-sum mixed pattern: 0.6 / 1.6 (a low quantile takes a bit less)
         assert shares[(int(i), halo)] == pytest.approx(0.6 / 1.6, abs=0.05)
-    assert all(0 <= i < k and 0 <= j < k for i, j in shares)
+    # the noise of a crystalline diffraction is what it was, in the new scale
+    sigma, kept = result["diffraction_sigma"].values, got["diffraction_sigma"].values
+    for i in crystal:
+        scale = float(got["maps"].values[i].sum() / np.asarray(result["maps"].values[i]).sum())
+        np.testing.assert_allclose(kept[i] * scale, sigma[i], rtol=1e-5)
     # the input is left as it was
     np.testing.assert_array_equal(result["diffractions"].values, mixed(truth, 0.6, False)[0][
         "diffractions"].values)
@@ -99,7 +102,7 @@ def test_halo_shares_by_hand():
     assert shares[0, 1] == pytest.approx(0.3)
     np.testing.assert_allclose(out[1], spot, atol=1e-12)
     np.testing.assert_array_equal(out[0], halo)
-    # ``keep`` bounds the share: at least half of the component's sum stays
+    # ``keep`` bounds the share: at least 90 % of the component's sum stays
     _, bounded = halo_shares(patterns, np.array([1]), np.array([0]), valid,
                              quantile=0.0, smooth_px=0.0, keep=0.9)  # fmt: skip
     assert bounded[0, 1] == pytest.approx(0.1 * patterns[1].sum() / 64)
@@ -155,3 +158,26 @@ def test_a_failed_separation_keeps_the_fit_with_a_note(monkeypatch):
     assert any(issubclass(w.category, StemNMFWarning) and "not separated" in str(w.message)
                for w in caught)  # fmt: skip
     assert np.isfinite(np.asarray(result["maps"].values)).all()
+
+
+@pytest.mark.parametrize("continuity", [True, False])
+def test_the_fits_last_loss_is_that_of_the_separated_factors(continuity):
+    import warnings
+
+    from dask_stemnmf import ConstrainedNMF
+
+    scan = simulate_scan(
+        scan=(24, 24), detector=(32, 32), precipitates=3, phases=1, seed=5, dose=4000.0,
+    ).persist()
+    k = scan.sizes["source"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = ConstrainedNMF(k, max_iter=25, diffraction_continuity=continuity).fit(scan)
+        result = result.result_
+    assert result.attrs["halo_separation"]["shares"]  # there was something to separate
+    used = result["fit_mask"].values.reshape(-1)
+    d = np.asarray(scan["intensity"].values, dtype=np.float64).reshape(24 * 24, -1)[:, used]
+    c = np.asarray(result["maps"].values, dtype=np.float64).reshape(k, -1)
+    s = np.asarray(result["diffractions"].values, dtype=np.float64).reshape(k, -1)[:, used]
+    exact = float(((d - c.T @ s) ** 2).sum() / (d**2).sum())
+    assert result["loss"].values[-1] == pytest.approx(exact, rel=1e-4)

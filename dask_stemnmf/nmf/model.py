@@ -720,7 +720,11 @@ class ConstrainedNMF:
                 })  # fmt: skip
         separation = None
         if losses and h.size:
-            C, S, scale, q, h, loss, separation = self._separate(C, S, scale, q, h, t, loss, halo)
+            C, S, scale, q, h, t, loss, separation = self._separate(
+                C, S, scale, q, h, t, loss, halo
+            )
+            if separation is not None and separation["shares"] and not self.diffraction_continuity:
+                losses.append(max(loss, 0.0) / d2)  # the factors returned: after the clipping
         # counting noise of each normalised diffraction pixel, from the last pass
         sigma = poisson_sigma(S * scale, h, t) / scale if h.size else np.zeros_like(S)
         if self.diffraction_continuity and losses:
@@ -741,22 +745,27 @@ class ConstrainedNMF:
     def _separate(
         self, C: da.Array, S: np.ndarray, scale: np.ndarray, q: np.ndarray, h: np.ndarray,
         t: np.ndarray, loss: float, halo: Callable[..., Any],
-    ) -> tuple[da.Array, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, dict | None]:
+    ) -> tuple[
+        da.Array, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, dict | None
+    ]:
         """Take the halo's share out of the crystalline diffractions (no data pass).
 
         ``S' = S (I - E)``, ``C' = C (I + E)^T`` leaves ``C S^T`` unchanged; the statistics
-        follow exactly (``Q' = Q (I + E)^T``, ``H' = (I + E) H (I + E)^T``; ``T`` is kept, it
-        only sets the noise floor), and the loss takes the change of the clipping.
+        follow exactly (``Q' = Q (I + E)^T``, ``H' = (I + E) H (I + E)^T``), ``T = C^T (C*C)``
+        as ``(I + E) T``: exact for the crystalline columns, whose maps do not change, so
+        their counting noise ``(S' T')_k / H_kk^2 = (S T)_k / H_kk^2`` is what it was (the
+        model ``C S^T`` is); for the amorphous ones it leaves out the square of the added
+        maps. The loss takes the change of the clipping.
         """
         phys = S * scale
         weight = np.asarray(C.sum(axis=(0, 1)).compute(), dtype=np.float64) * phys.sum(axis=0)
         plan = halo(phys, h, t, weight)
         if plan is None or not plan[0].any():
-            return C, S, scale, q, h, loss, None if plan is None else plan[2]
+            return C, S, scale, q, h, t, loss, None if plan is None else plan[2]
         shares, purified, info = plan
         x = np.eye(shares.shape[0]) + shares
         C = da.matmul(C, x.T.astype(np.float32)).persist()
-        q, h = q @ x.T, x @ h @ x.T
+        q, h, t = q @ x.T, x @ h @ x.T, x @ t
         linear = phys - phys @ shares
         loss += loss_change(linear, purified, q, h)
         info["clipped_share"] = float(
@@ -764,7 +773,7 @@ class ConstrainedNMF:
             / max(float(weight.sum()), 1e-300)
         )
         S, scale = _normalise(purified)
-        return C, S, scale, q, h, loss, info
+        return C, S, scale, q, h, t, loss, info
 
     def _halo_plan(
         self, S: np.ndarray, h: np.ndarray, t: np.ndarray, weight: np.ndarray,
