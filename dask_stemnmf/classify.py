@@ -145,8 +145,13 @@ def _sqrt_noise(
     return np.where(valid, level, 0.0)
 
 
-def _smooth_within(images: np.ndarray, valid: np.ndarray, smooth_px: float) -> np.ndarray:
-    """Gaussian smoothing of ``(P, k_y, k_x)`` images over the valid pixels only."""
+def smooth_within(images: np.ndarray, valid: np.ndarray, smooth_px: float) -> np.ndarray:
+    """Gaussian smoothing of ``(P, k_y, k_x)`` images over the valid pixels only.
+
+    Normalised convolution: the smoothed images over the smoothed mask, so pixels next to
+    invalid ones are not pulled down; invalid pixels come back as zeros. ``smooth_px`` is the
+    Gaussian's standard deviation in pixels (0: no smoothing).
+    """
     if smooth_px <= 0:
         return np.where(valid, images, 0.0)
     weight = ndimage.gaussian_filter(valid.astype(np.float64), smooth_px, mode="constant")
@@ -222,13 +227,13 @@ def crystallinity_significance(
     radii, angles, good = _ring_grid(x.shape[1:], centre, central_mask_px, n_angles, ok)
     centres = np.array([centre], dtype=np.float64)
     observed = _azimuthal_variance(
-        polar_transform(_smooth_within(np.sqrt(x), ok, smooth_px), centres, radii, angles), good
+        polar_transform(smooth_within(np.sqrt(x), ok, smooth_px), centres, radii, angles), good
     )
     level = _sqrt_noise(x, ok, sigma)
     rng = np.random.default_rng(seed)
     noise = np.zeros(x.shape[0])
     for _ in range(n_realisations):
-        fake = _smooth_within(level * rng.standard_normal(x.shape), ok, smooth_px)
+        fake = smooth_within(level * rng.standard_normal(x.shape), ok, smooth_px)
         noise += _azimuthal_variance(polar_transform(fake, centres, radii, angles), good)
     noise /= max(n_realisations, 1)
     excess = observed - noise
@@ -297,7 +302,7 @@ def phase_similarity(
     ok = np.ones(x.shape[1:], bool) if valid is None else np.asarray(valid, bool)
     radii, angles, good = _ring_grid(x.shape[1:], centre, central_mask_px, n_angles, ok)
     centres = np.array([centre], dtype=np.float64)
-    polar = polar_transform(_smooth_within(x, ok, smooth_px), centres, radii, angles)
+    polar = polar_transform(smooth_within(x, ok, smooth_px), centres, radii, angles)
     g = good[None].astype(np.float64)
     ring_mean = (polar * g).sum(axis=2, keepdims=True) / np.maximum(g.sum(axis=2, keepdims=True), 1)
     unit = normalise_polar((polar - ring_mean) * g)

@@ -31,22 +31,10 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import xarray as xr
-from scipy import ndimage
 
-from .classify import component_kinds
+from .classify import component_kinds, smooth_within
 
 __all__ = ["halo_shares", "plan_separation", "separate_halo"]
-
-
-def _smooth(patterns: np.ndarray, valid: np.ndarray, sigma_px: float) -> np.ndarray:
-    """``(K, k_y, k_x)`` Gaussian smoothing over the valid pixels only (normalised)."""
-    if sigma_px <= 0:
-        return patterns * valid
-    weight = ndimage.gaussian_filter(valid.astype(np.float64), sigma_px, mode="constant")
-    out = np.stack([
-        ndimage.gaussian_filter(p * valid, sigma_px, mode="constant") for p in patterns
-    ])  # fmt: skip
-    return np.where(valid, out / np.maximum(weight, 1e-12), 0.0)
 
 
 def halo_shares(
@@ -91,7 +79,7 @@ def halo_shares(
     out = np.array(patterns, dtype=np.float64) * valid
     k = out.shape[0]
     shares = np.zeros((k, k))
-    smooth = _smooth(out, valid, smooth_px)
+    smooth = smooth_within(out, valid, smooth_px)
     for i in crystalline:
         total = float(out[i].sum())
         for j in halo:
@@ -99,7 +87,7 @@ def halo_shares(
             where = valid & (sj > support * float(sj.max())) & (sj > 0)
             if total <= 0 or not where.any():
                 continue
-            ratio = _smooth(out[i][None], valid, smooth_px)[0][where] / sj[where]
+            ratio = smooth_within(out[i][None], valid, smooth_px)[0][where] / sj[where]
             room = max(float(out[i].sum()) - keep * total, 0.0) / max(float(out[j].sum()), 1e-300)
             share = float(np.clip(np.quantile(ratio, quantile), 0.0, room))
             if share > 0:

@@ -472,11 +472,7 @@ class ConstrainedNMF:
         ) -> tuple[np.ndarray, int]:
             # dips are judged on the physical diffractions, against their counting noise
             col = self._col_sqrt
-            if col is None:
-                phys, sigma = S, poisson_sigma(S, h, t)
-            else:  # normalised data have about unit variance per value
-                phys = S * col[:, None]
-                sigma = col[:, None] / np.sqrt(np.maximum(np.diag(h), 1e-300))[None, :]
+            phys, sigma = self._physical(S, h, t)
             floor = self.dip_sigma * sigma
             # a component whose map has died (``H_kk`` ~ 0) has no counts to judge its dips
             # by (its noise floor is unbounded): it is left as it is
@@ -775,6 +771,20 @@ class ConstrainedNMF:
         S, scale = _normalise(purified)
         return C, S, scale, q, h, t, loss, info
 
+    def _physical(
+        self, S: np.ndarray, h: np.ndarray, t: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return the physical diffractions ``(M, K)`` and their counting noise ``(M, K)``.
+
+        Without noise normalisation, ``S`` itself and :func:`.continuity.poisson_sigma`;
+        with it, ``S`` times ``sqrt(b)`` and ``sqrt(b) / sqrt(H_kk)`` (normalised data have
+        about unit variance per value).
+        """
+        col = self._col_sqrt
+        if col is None:
+            return S, poisson_sigma(S, h, t)
+        return S * col[:, None], col[:, None] / np.sqrt(np.maximum(np.diag(h), 1e-300))[None, :]
+
     def _halo_plan(
         self, S: np.ndarray, h: np.ndarray, t: np.ndarray, weight: np.ndarray,
         idx: np.ndarray, sig: tuple[str, ...], sig_shape: tuple[int, ...],
@@ -789,12 +799,8 @@ class ConstrainedNMF:
         """
         k = S.shape[1]
         col = self._col_sqrt
-        phys = S if col is None else S * col[:, None]
+        phys, sigma = self._physical(S, h, t)
         sums = np.maximum(phys.sum(axis=0), 1e-300)
-        if col is None:
-            sigma = poisson_sigma(S, h, t)
-        else:
-            sigma = col[:, None] / np.sqrt(np.maximum(np.diag(h), 1e-300))[None, :]
         full = np.zeros((k, int(np.prod(sig_shape))))
         noise = np.zeros_like(full)
         full[:, idx] = (phys / sums).T
