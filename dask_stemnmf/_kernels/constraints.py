@@ -23,10 +23,8 @@ __all__ = [
     "constrained_hals_maps",
     "dip_depth",
     "disc_footprint",
-    "fill_at",
     "fill_dips",
     "project_bandlimited_nonnegative",
-    "upward_peaks",
 ]
 
 
@@ -242,102 +240,3 @@ def constrained_hals_maps(
                 u = project_bandlimited_nonnegative(u - step * (u - target), keep, n_iter)
             w[..., j] = u / r
     return w.astype(np.float32)
-
-
-def upward_peaks(pattern: np.ndarray, radius_px: float, level: float | np.ndarray) -> np.ndarray:
-    """Pixels of a pattern's upward peaks: where its white top-hat exceeds ``level``.
-
-    The top-hat (the pattern minus its grey-scale opening with a disc of ``radius_px``, about
-    one Bragg disc) keeps exactly the bright features narrower than the disc: Bragg discs,
-    not halo rings or the smooth background.
-
-    Parameters
-    ----------
-    pattern
-        ``(k_y, k_x)`` pattern.
-    radius_px
-        Opening disc radius in pixels.
-    level
-        Least height of a peak above its surroundings (a number or an array like
-        ``pattern``).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(k_y, k_x)`` bool.
-    """
-    opened = ndimage.grey_opening(pattern, footprint=disc_footprint(radius_px), mode="nearest")
-    return pattern - opened > level
-
-
-def fill_at(
-    pattern: np.ndarray,
-    where: np.ndarray,
-    valid: np.ndarray,
-    radius_px: float,
-    depth: float | np.ndarray = 0.0,
-    fraction: float = 1.0,
-    by_region: bool = False,
-) -> tuple[np.ndarray, int]:
-    """Raise a pattern's holes at ``where`` to the level of its surroundings.
-
-    A pixel of ``where`` is raised only when it lies more than ``depth`` below that level
-    (a hole, not noise), and then to the level; no pixel is ever lowered. With
-    ``by_region`` each connected region of ``where`` (a disc) is judged whole: it is a hole
-    when its mean depth below the level exceeds its mean ``depth`` over the square root of
-    its pixel count (the noise of a mean of ``n`` pixels is ``1 / sqrt(n)`` of one pixel's),
-    and then every pixel of it below the level is raised.
-
-    The level is a normalised convolution: a Gaussian (sigma ``radius_px``) average of the
-    pattern over the valid pixels outside ``where``, so a hole is filled with the intensity
-    around it (a halo ring's included) and not with the hole's own values.
-
-    Parameters
-    ----------
-    pattern
-        ``(k_y, k_x)`` pattern.
-    where
-        ``(k_y, k_x)`` bool: the pixels to fill (e.g. other components' Bragg discs).
-    valid
-        ``(k_y, k_x)`` bool: fitted pixels (masked ones neither give nor take).
-    radius_px
-        Scale of the surroundings, pixels.
-    depth
-        Least depth of a hole (a number or an array like ``pattern``: the noise floor).
-    fraction
-        How far to raise (1 fully).
-    by_region
-        Judge each connected region of ``where`` as a whole (above).
-
-    Returns
-    -------
-    filled : numpy.ndarray
-        The pattern, raised at ``where``.
-    n : int
-        Pixels raised.
-    """
-    source = valid & ~where
-    weight = ndimage.gaussian_filter(source.astype(np.float64), radius_px, mode="constant")
-    level = ndimage.gaussian_filter(np.where(source, pattern, 0.0), radius_px, mode="constant")
-    level = np.where(weight > 1e-3, level / np.maximum(weight, 1e-300), 0.0)
-    below = level - pattern
-    target = where & valid
-    if by_region:
-        hole = _holes_by_region(below, target, np.broadcast_to(depth, pattern.shape))
-    else:
-        hole = target & (below > depth)
-    raise_by = np.where(hole & (below > 0), below, 0.0)
-    return pattern + fraction * raise_by, int((raise_by > 0).sum())
-
-
-def _holes_by_region(below: np.ndarray, target: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """Pixels of the connected regions of ``target`` whose mean ``below`` is significant."""
-    labels, n = ndimage.label(target)
-    if n == 0:
-        return np.zeros_like(target)
-    index = np.arange(1, n + 1)
-    size = np.asarray(ndimage.sum_labels(target, labels, index), dtype=np.float64)
-    mean_below = np.asarray(ndimage.mean(below, labels, index), dtype=np.float64)
-    mean_depth = np.asarray(ndimage.mean(depth, labels, index), dtype=np.float64)
-    significant = mean_below > mean_depth / np.sqrt(np.maximum(size, 1.0))
-    return np.concatenate([[False], significant])[labels] & target

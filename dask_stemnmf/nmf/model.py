@@ -111,9 +111,9 @@ class ConstrainedNMF:
     continuity_warm_start
         Iterations before the continuity constraint starts.
     fill_foreign_peaks
-        Also raise each diffraction to the level of its surroundings where other components
-        hold Bragg discs and it has none (:func:`dask_stemnmf.nmf.continuity.fill_all`):
-        the holes of the paper's Fig. 1c are a whole disc wide, beyond a closing that keeps
+        Also raise each diffraction's holes at other components' Bragg spots to its level on
+        the same rings beside them (:func:`dask_stemnmf.nmf.continuity.fill_all`): the
+        holes of the paper's Fig. 1c are a whole disc wide, beyond a closing that keeps
         the real valleys between close discs.
     merge_threshold, max_merges
         Once the loss has stopped falling (the stopping rule's loss test), the two
@@ -467,6 +467,9 @@ class ConstrainedNMF:
         probe_px = _probe_fwhm_nm(ds) / step if step > 0 else float("nan")
         self._probe_px = probe_px if np.isfinite(probe_px) and probe_px > 0 else 1.0
 
+        disc_info = mask_info.get("bright_field_disc")
+        centre = tuple(disc_info["centre_px"]) if disc_info else None
+
         def fill(
             S: np.ndarray, fraction: float, h: np.ndarray, t: np.ndarray
         ) -> tuple[np.ndarray, int]:
@@ -480,7 +483,7 @@ class ConstrainedNMF:
             filled = phys.copy()
             filled[:, alive], n = fill_all(
                 phys[:, alive], idx, sig_shape, radius, self.dip_threshold, floor[:, alive],
-                fraction, foreign=bool(self.fill_foreign_peaks),
+                fraction, foreign=bool(self.fill_foreign_peaks), centre=centre,
             )  # fmt: skip
             return (filled if col is None else filled / col[:, None]), n
 
