@@ -87,6 +87,9 @@ def test_ring_level_follows_the_radial_profile():
     level = ring_level(image[beside], rings[beside], rings[spot])
     assert np.isfinite(level).all()
     np.testing.assert_allclose(level, image[spot], atol=0.8)
+    # nothing beside: no level, for one image or several
+    none = ring_level(np.zeros((3, 0)), np.zeros(0, int), rings[spot])
+    assert none.shape == (3, spot.sum()) and np.isnan(none).all()
 
 
 def _depth_at(image: np.ndarray, at: np.ndarray, valid: np.ndarray) -> float:

@@ -124,6 +124,7 @@ def arc_pixels(
     centre: tuple[float, float],
     disc_radius_px: float,
     offsets: tuple[float, float] = (1.5, 6.0),
+    polar: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Pixels of the band of rings through a spot, beside it: ``(k_y, k_x)`` bool.
 
@@ -142,14 +143,22 @@ def arc_pixels(
         A Bragg disc's radius, pixels.
     offsets
         Least and largest arc length from the spot, in disc radii.
+    polar
+        The pixels' distance from ``centre`` and azimuth (radians), each ``(k_y, k_x)``, when
+        computed once for many spots.
     """
-    yy, xx = np.indices(spot.shape)
-    cy, cx = float(yy[spot].mean()), float(xx[spot].mean())
+    ys, xs = np.nonzero(spot)
+    cy, cx = float(ys.mean()), float(xs.mean())
     r_spot = math.hypot(cy - centre[0], cx - centre[1])
     theta = math.atan2(cy - centre[0], cx - centre[1])
-    rho = np.hypot(yy - centre[0], xx - centre[1])
-    phi = np.arctan2(yy - centre[0], xx - centre[1])
-    along = np.abs(np.angle(np.exp(1j * (phi - theta)))) * r_spot
+    if polar is None:
+        yy, xx = np.indices(spot.shape)
+        polar = (
+            np.hypot(yy - centre[0], xx - centre[1]),
+            np.arctan2(yy - centre[0], xx - centre[1]),
+        )
+    rho, phi = polar
+    along = np.abs((phi - theta + np.pi) % (2.0 * np.pi) - np.pi) * r_spot
     return (
         valid
         & ~spot
@@ -179,13 +188,16 @@ def ring_level(values: np.ndarray, rings: np.ndarray, at: np.ndarray) -> np.ndar
         ``(..., m)`` the median of ``values`` on the same ring, NaN where it has fewer than
         3 pixels (so a halo ring's radial profile is followed).
     """
-    out = np.full((*values.shape[:-1], at.size), np.nan)
+    flat = values.reshape(int(np.prod(values.shape[:-1])), values.shape[-1])
+    out = np.full((flat.shape[0], at.size), np.nan)
+    rows = np.arange(flat.shape[0])
     for b in np.unique(at):
-        on_ring = np.sort(values[..., rings == b], axis=-1)  # NaN last
-        count = np.isfinite(on_ring).sum(axis=-1, keepdims=True)
-        if not (count >= 3).any():
+        on_ring = np.sort(flat[:, rings == b], axis=1)  # NaN last
+        count = np.isfinite(on_ring).sum(axis=1)
+        enough = count >= 3
+        if not enough.any():
             continue
-        low = np.take_along_axis(on_ring, np.maximum(count - 1, 0) // 2, axis=-1)
-        high = np.take_along_axis(on_ring, count // 2 - (count == 0), axis=-1)
-        out[..., at == b] = np.where(count >= 3, 0.5 * (low + high), np.nan)
-    return out
+        c = np.maximum(count, 1)
+        median = 0.5 * (on_ring[rows, (c - 1) // 2] + on_ring[rows, c // 2])
+        out[:, at == b] = np.where(enough, median, np.nan)[:, None]
+    return out.reshape(*values.shape[:-1], at.size)

@@ -129,12 +129,15 @@ def _fill_foreign(
     centres, own = _centres_and_rims(spots, sig_shape, disc)
     anyone = own.any(axis=0)
     yy, xx = np.indices(sig_shape)
-    on_ring = np.rint(np.hypot(yy - centre[0], xx - centre[1])).astype(np.int64).reshape(-1)
+    polar = (np.hypot(yy - centre[0], xx - centre[1]), np.arctan2(yy - centre[0], xx - centre[1]))
+    on_ring = np.rint(polar[0]).astype(np.int64).reshape(-1)
     target = np.zeros((k, m_full))
     for i in range(k):
         for spot_img, (cy, cx) in zip(spots[i], centres[i], strict=True):
             spot = np.flatnonzero(spot_img)
-            ring = np.flatnonzero(arc_pixels(spot_img, valid_img, centre, disc))
+            ring = np.flatnonzero(arc_pixels(spot_img, valid_img, centre, disc, polar=polar))
+            if ring.size < 3:  # nothing beside it on the detector
+                continue
             # every component's level on the rings beside, clear of every spot; where that
             # leaves too few pixels, clear of each component's own
             clear = ring[~anyone[ring]]
