@@ -65,13 +65,19 @@ def test_drift_leaves_dead_components_out() -> None:
     assert diffraction_drift(np.zeros((4, 2)), np.zeros((4, 2))) == 0.0
 
 
+#: Room for the default to stop on the small scan: its slowest diffraction drifts by 0.004
+#: per window at iteration 70 and by 1e-3 at 90 (measured with the spot fill; the default
+#: stopped at 128, the loss still falling until then)
+MAX_ITER = 160
+
+
 def _iterations(scan, drift_tol: float, monkeypatch) -> tuple[int, bool]:
     import dask_stemnmf.nmf.model as model
 
     monkeypatch.setattr(model, "DRIFT_TOL", drift_tol)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = ConstrainedNMF(7, max_iter=80, merge_threshold=None).fit(scan).result_
+        result = ConstrainedNMF(7, max_iter=MAX_ITER, merge_threshold=None).fit(scan).result_
     warned = any(issubclass(w.category, ConvergenceWarning) for w in caught)
     return int(result.attrs["n_iter"]), bool(result.attrs["converged"]) and not warned
 
@@ -80,8 +86,8 @@ def test_a_fit_stops_only_once_its_diffractions_have_stopped_moving(small_scan_l
     """The drift test gates the stop: never met, the fit runs to max_iter; always met, the
     loss's test alone ends it (early, on the fill's plateau); the default lies between."""
     loss_only, stopped = _iterations(small_scan_lazy, np.inf, monkeypatch)
-    assert stopped and loss_only < 80
+    assert stopped and loss_only < MAX_ITER
     never, stopped = _iterations(small_scan_lazy, -1.0, monkeypatch)
-    assert not stopped and never == 81  # every iteration's loss and the final fill's
+    assert not stopped and never == MAX_ITER + 1  # every iteration's loss and the final fill's
     default, _ = _iterations(small_scan_lazy, DRIFT_TOL, monkeypatch)
-    assert loss_only < default < never  # measured: 23, 62, 81
+    assert loss_only < default < never  # measured: 23, 128, 161
