@@ -212,18 +212,22 @@ def hole_depth(
 
     The artefact of primitive NMF that the diffraction-continuity constraint removes
     (Kimoto et al., Fig. 1c): a component's diffraction shows holes where another component
-    owns a Bragg spot. For each found component ``k``, matched to source ``m_k`` by
-    :func:`match_to_truth`, and for every Bragg disc of every precipitate source other than
-    ``m_k`` (discs lying within two disc radii of one of ``m_k``'s own discs are skipped),
-    at radius ``R`` and angle ``theta`` about the beam centre:
+    owns a Bragg spot. Each found component ``k`` owns the source ``m_k`` it is matched to by
+    :func:`match_to_truth` and every precipitate source whose pattern makes at least
+    ``OWN_SHARE`` (0.1) of its diffraction (non-negative least squares on the true patterns:
+    a mixture, or a spare component that holds a precipitate but was matched to another
+    source). For every Bragg disc of every precipitate source it does not own (discs lying
+    within two disc radii of an owned source's disc are skipped), at radius ``R`` and angle
+    ``theta`` about the beam centre:
 
     - ``inside``: the component's mean over the disc's pixels;
     - ``arc``: its mean over the arc of the same radius (``|rho - R| <= r / 2``) beside the
       disc, at arc lengths ``arc_offset`` (in disc radii ``r``) on either side of it, leaving
       out every pixel within 1.5 radii of a Bragg disc or of the direct beam and every pixel
       where a precipitate source's pattern exceeds its median by 1 % of its maximum (its
-      faint discs and soft rims), so the component's own spots do not bias it, while the
-      arc follows a halo ring;
+      faint discs and soft rims); where that leaves fewer than four pixels, only the
+      pixels of this source and of the sources the component owns are left out; so the
+      component's own spots do not bias it, while the arc follows a halo ring;
     - ``depth = max(0, arc - inside)``.
 
     The component's hole depth is the mean depth over those discs divided by its mean
@@ -249,9 +253,11 @@ def hole_depth(
     -------
     xarray.Dataset
         Along ``component``: ``hole_depth`` (NaN where no other source's disc could be
-        measured or the component is empty), ``matched_source`` (-1 when unmatched) and
-        ``n_discs`` (discs averaged). Attrs: ``worst_hole_depth`` (the largest),
-        ``worst_component``, ``disc_radius_px``, ``beam_centre_px``.
+        measured or the component is empty), ``matched_source`` (-1 when unmatched),
+        ``owned_sources (component, source)`` (bool: the sources whose discs are not
+        holes of the component) and ``n_discs`` (discs averaged). Attrs:
+        ``worst_hole_depth`` (the largest), ``worst_component``, ``disc_radius_px``,
+        ``beam_centre_px``.
     """
     if "diffractions" not in result.variables or "true_patterns" not in truth.variables:
         raise InputError("hole_depth needs a result with diffractions and a simulated scan")
@@ -292,6 +298,7 @@ def hole_depth(
     else:
         crystal = np.arange(n_src) >= 2
     crystal[0] = False  # the direct beam
+    owned = _owned_sources(fp, tp, fitted, own, crystal)
 
     centre, radius = _beam_geometry(truth, tp[0])
     discs = [
@@ -344,7 +351,7 @@ def hole_depth(
                 # this source's and the component's own, with the median of the arc robust
                 # to other sources' holes along it
                 mine = clear if clear.sum() >= 4 else arc
-                mine = mine if own[c] < 0 else mine & ~taken[own[c]]
+                mine = mine & ~taken[owned[c]].any(axis=0)
                 if mine.sum() >= 4:
                     depth[c] = max(float(np.median(flat[c, mine.reshape(-1)])) - inside_mean[c], 0)
             depths.append(depth)
@@ -358,9 +365,9 @@ def hole_depth(
     out = np.full(k, np.nan)
     counts = np.zeros(k, dtype=np.int64)
     for c in range(k):
-        use = source_arr != own[c]
-        if own[c] >= 0 and discs[own[c]].size and use.any():
-            mine = discs[own[c]]
+        use = ~owned[c, source_arr] if source_arr.size else np.zeros(0, dtype=bool)
+        mine = np.concatenate([discs[s] for s in np.flatnonzero(owned[c])] + [np.zeros((0, 2))])
+        if mine.size and use.any():
             gap = np.hypot(
                 at_arr[:, None, 0] - mine[None, :, 0], at_arr[:, None, 1] - mine[None, :, 1]
             )
@@ -386,11 +393,44 @@ def hole_depth(
         {
             "hole_depth": (("component",), out),
             "matched_source": (("component",), own),
+            "owned_sources": (("component", "source"), owned),
             "n_discs": (("component",), counts),
         },
-        coords=coords,
+        coords={**coords, "source": np.arange(n_src)},
         attrs=attrs,
     )
+
+
+#: A component owns a precipitate source whose pattern makes at least this share of its
+#: diffraction (non-negative least squares on the true patterns, as in
+#: :func:`pattern_mixture`): its discs there are peaks of the component, not holes, and they
+#: would bias the arcs beside other sources' discs.
+OWN_SHARE = 0.1
+
+
+def _owned_sources(
+    fp: np.ndarray, tp: np.ndarray, fitted: np.ndarray, own: np.ndarray, crystal: np.ndarray
+) -> np.ndarray:
+    """Return ``(K, n_src)`` bool: the matched source and every precipitate a component holds.
+
+    ``fp`` ``(K, k_y, k_x)`` diffractions, ``tp`` ``(n_src, k_y, k_x)`` true patterns,
+    ``fitted`` ``(k_y, k_x)`` pixels to use, ``own`` ``(K,)`` matched source (-1: none),
+    ``crystal`` ``(n_src,)`` which sources are precipitates.
+    """
+    k, n_src = fp.shape[0], tp.shape[0]
+    owned = np.zeros((k, n_src), dtype=bool)
+    used = fitted.reshape(-1)
+    basis = tp.reshape(n_src, -1)[:, used]
+    basis = basis / np.maximum(basis.sum(axis=1, keepdims=True), 1e-300)
+    for c in range(k):
+        if own[c] >= 0:
+            owned[c, own[c]] = True
+        pattern = fp[c].reshape(-1)[used]
+        total = float(pattern.sum())
+        if total > 0 and used.any():
+            shares, _ = nnls(basis.T, pattern / total)
+            owned[c] |= crystal & (shares >= OWN_SHARE)
+    return owned
 
 
 def hole_depth_of_truth(

@@ -156,6 +156,28 @@ def test_unmatched_empty_and_amorphous_components_are_handled():
     np.testing.assert_allclose(few["hole_depth"].values, 0.0, atol=1e-12)
 
 
+def test_a_component_owns_the_precipitates_it_holds_not_only_its_match():
+    truth, patterns = synthetic_truth()
+    shape = patterns.shape[1:]
+    holes_at_second = (disc(shape, 24, 12, 4) + disc(shape, 24, 36, 4)) > 0
+    # the matrix with holes at the second precipitate's discs, holding half the first's
+    # pattern too: matched to the matrix, it owns the first (peaks there, no holes)
+    matrix = np.where(holes_at_second, 0.0, patterns[1])
+    mixed = matrix / matrix.sum() + patterns[2] / patterns[2].sum()
+    result = as_result(np.stack([patterns[0], mixed, patterns[2], patterns[3]]))
+    got = hole_depth(result, truth, match=np.arange(4))
+    np.testing.assert_array_equal(
+        got["owned_sources"].values[1], [False, True, True, False]
+    )  # matched to the matrix, holding the first precipitate
+    np.testing.assert_array_equal(got["owned_sources"].values[2:, 2:], np.eye(2, dtype=bool))
+    # only the second's two discs are judged: both holes, at the matrix's level beside them
+    assert got["n_discs"].values[1] == 2
+    level = matrix.max() / matrix.sum()
+    assert got["hole_depth"].values[1] == pytest.approx(level / mixed.mean())
+    # a component holding nothing above the share owns only its match
+    assert not got["owned_sources"].values[0, 2:].any()
+
+
 @pytest.fixture(scope="module")
 def simulated():
     return simulate_scan(scan=(24, 24), detector=(48, 48), precipitates=4, phases=2, seed=1)
