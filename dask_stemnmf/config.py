@@ -111,6 +111,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, tuple[Check, str]]]] = {
         "dip_sigma": (_engine_default("dip_sigma"), _num(0)),
         "continuity_warm_start": (_engine_default("continuity_warm_start"), _int(0)),
         "fill_foreign_peaks": (_engine_default("fill_foreign_peaks"), _BOOL),
+        "foreign_fill_step": (_engine_default("foreign_fill_step"), _num(0, 1, strict=True)),
         "merge_threshold": (
             _engine_default("merge_threshold"), _either(_NONE, _num(0, 1, strict=True))
         ),

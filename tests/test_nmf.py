@@ -327,6 +327,9 @@ def test_bad_requests_are_refused(scan):
         decompose(neg, 2, negative="refuse")
     with pytest.raises(InputError, match="map_resolution_nm"):
         decompose(scan, 2, map_resolution_nm="sharp")
+    for step in (0, 1.5, True):
+        with pytest.raises(InputError, match="foreign_fill_step"):
+            decompose(scan, 2, foreign_fill_step=step)
     # clipped by default, with a note giving their count and minimum
     n_neg = int((neg["intensity"].values < 0).sum())
     with pytest.warns(StemNMFWarning, match=f"{n_neg} negative values \\(min -1"):

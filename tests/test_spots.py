@@ -117,6 +117,27 @@ def test_fill_raises_the_holes_at_another_components_spots_to_the_ring_beside():
     np.testing.assert_array_equal(filled[:, 1], S[:, 1])
 
 
+def test_a_partial_step_raises_that_share_of_each_foreign_hole():
+    S, sigma, idx, _, _ = _two_components(0.6, 2e6, 2)
+    full, _ = fill_all(S, idx, SHAPE, DISC / 2, 0.02, 4 * sigma, 1.0, centre=CENTRE,
+                       foreign=True)  # fmt: skip
+    quarter, _ = fill_all(S, idx, SHAPE, DISC / 2, 0.02, 4 * sigma, 1.0, centre=CENTRE,
+                          foreign_step=0.25)  # fmt: skip
+    closing, _ = fill_all(S, idx, SHAPE, DISC / 2, 0.02, 4 * sigma, 1.0, centre=CENTRE,
+                          foreign=False)  # fmt: skip
+    # where only the fill at the other's spots acts (the closing leaves those pixels), a
+    # quarter step raises a quarter of what a full one does
+    raised = (full[:, 0] > S[:, 0]) & (closing[:, 0] == S[:, 0])
+    assert raised.sum() > 10
+    want = 0.25 * (full[raised, 0] - S[raised, 0])  # about 1.75 noise sigmas
+    got = quarter[raised, 0] - S[raised, 0]
+    assert np.isclose(got, want, rtol=1e-9, atol=0).mean() > 0.95
+    # the rest: pixels the closing then raised a little further after one step or the
+    # other (by well under a noise sigma)
+    assert np.abs(got - want).max() < sigma[:, 0].max()
+    np.testing.assert_array_equal(quarter[:, 1], S[:, 1])
+
+
 def test_fill_leaves_a_hole_shallower_than_the_noise_of_its_mean():
     S, sigma, idx, _, _ = _two_components(0.0, 2e5, 3)
     filled, _ = fill_all(S, idx, SHAPE, DISC / 2, 0.02, 4 * sigma, 1.0, centre=CENTRE)

@@ -7,7 +7,17 @@ import numpy as np
 from .._kernels.constraints import fill_dips
 from .._kernels.spots import arc_pixels, bragg_spots, ring_level
 
-__all__ = ["fill_all", "poisson_sigma"]
+__all__ = ["FOREIGN_FILL_STEP", "fill_all", "poisson_sigma"]
+
+#: Share of a hole's depth at another component's spot raised per fill. On 12 scans of the
+#: README's grid (both generators, 1,500-20,000 e/pattern, seeds 1 and 2), steps 1, 0.5,
+#: 0.25 and 0.125: a quarter step had the best means of pattern cosine (0.887 against
+#: 0.873 for a full step), map cosine (0.884 against 0.862) and ARI (0.76 against 0.69),
+#: and a worst hole of 0.072 against 0.101 (README, "The step of the fill at other
+#: components' spots"). A full step loses weak precipitates: started from the true
+#: factors, a 1.6 nm precipitate of the kinematic scan at 20,000 e/pattern ended at
+#: pattern / map cosine 0.60 / 0.19 with it and 0.75 / 0.96 with a quarter step.
+FOREIGN_FILL_STEP = 0.25
 
 
 def poisson_sigma(S: np.ndarray, h: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -31,6 +41,7 @@ def fill_all(
     fraction: float,
     foreign: bool = True,
     centre: tuple[float, float] | None = None,
+    foreign_step: float = 1.0,
 ) -> tuple[np.ndarray, int]:
     """Fill every diffraction's dips deeper than ``max(threshold * peak, floor)``.
 
@@ -49,7 +60,8 @@ def fill_all(
        component's spots (of its own only, where that leaves too few pixels), so it follows
        a halo ring's radial profile. Each spot is judged whole: a hole when its mean depth
        below that level exceeds the mean floor over the square root of its pixel count
-       (the noise of a mean), and then its pixels below the level are raised to it.
+       (the noise of a mean), and then its pixels below the level are raised towards it
+       by ``foreign_step`` (times ``fraction``) of their depth.
        Before (spots as every pixel whose raw top-hat exceeded the floor, the level a local
        average of the pixels no component claimed) the speckle of the amorphous and
        low-count components passed as spots, their union covered 70 % of the detector in
@@ -78,7 +90,8 @@ def fill_all(
         if centre is None:
             centre = ((sig_shape[0] - 1) / 2.0, (sig_shape[1] - 1) / 2.0)
         images, total = _fill_foreign(
-            images, levels, noise, heights, idx, sig_shape, radius, fraction, centre
+            images, levels, noise, heights, idx, sig_shape, radius, foreign_step * fraction,
+            centre,
         )
     # the closing's fill last: it leaves no dip deeper than the floor, whatever came before
     out = S.copy()

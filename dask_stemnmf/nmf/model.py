@@ -26,7 +26,7 @@ from ..purity import plan_separation
 from ..schema import validate_dataset
 from ..values import pixel_sums, value_report_from, value_stats
 from .calibration import MapResolution, default_continuity_radius, map_resolution, probe_cutoff
-from .continuity import fill_all, poisson_sigma
+from .continuity import FOREIGN_FILL_STEP, fill_all, poisson_sigma
 from .init import Subspace, leading_subspace, nndsvda, random_init
 from .merge import duplicate_pair, merge_columns, residual_seed
 from .resolution import dose_limited_cutoff
@@ -115,6 +115,11 @@ class ConstrainedNMF:
         the same rings beside them (:func:`dask_stemnmf.nmf.continuity.fill_all`): the
         holes of the paper's Fig. 1c are a whole disc wide, beyond a closing that keeps
         the real valleys between close discs.
+    foreign_fill_step
+        Share of each such hole's depth raised per fill, in ``(0, 1]`` (the README's
+        "The step of the fill at other components' spots": a full step raises the other
+        components at a weak precipitate's discs each iteration, and least squares takes
+        the intensity back from the weak component until it is lost).
     merge_threshold, max_merges
         Once the loss has stopped falling (the stopping rule's loss test), the two
         components whose diffractions have a cosine
@@ -202,6 +207,7 @@ class ConstrainedNMF:
         dip_sigma: float = 4.0,
         continuity_warm_start: int = 10,
         fill_foreign_peaks: bool = True,
+        foreign_fill_step: float = FOREIGN_FILL_STEP,
         merge_threshold: float | None = 0.9,
         max_merges: int = 3,
         separate_halo: bool = True,
@@ -231,6 +237,7 @@ class ConstrainedNMF:
         self.dip_sigma = dip_sigma
         self.continuity_warm_start = continuity_warm_start
         self.fill_foreign_peaks = fill_foreign_peaks
+        self.foreign_fill_step = foreign_fill_step
         self.merge_threshold = merge_threshold
         self.max_merges = max_merges
         self.separate_halo = separate_halo
@@ -276,6 +283,9 @@ class ConstrainedNMF:
             isinstance(thr, int | float) and not isinstance(thr, bool) and 0 < thr <= 1
         ):
             raise InputError(f"merge_threshold={thr!r}; choose a cosine in (0, 1] or None")
+        step = self.foreign_fill_step
+        if not (isinstance(step, int | float) and not isinstance(step, bool) and 0 < step <= 1):
+            raise InputError(f"foreign_fill_step={step!r}; choose a share in (0, 1]")
         if not isinstance(self.max_merges, int | np.integer) or self.max_merges < 0:
             raise InputError(f"max_merges must be a non-negative integer, got {self.max_merges!r}")
         if self.negative not in ("clip", "offset", "refuse"):
@@ -484,6 +494,7 @@ class ConstrainedNMF:
             filled[:, alive], n = fill_all(
                 phys[:, alive], idx, sig_shape, radius, self.dip_threshold, floor[:, alive],
                 fraction, foreign=bool(self.fill_foreign_peaks), centre=centre,
+                foreign_step=float(self.foreign_fill_step),
             )  # fmt: skip
             return (filled if col is None else filled / col[:, None]), n
 
@@ -945,6 +956,7 @@ class ConstrainedNMF:
             "dip_sigma": self.dip_sigma,
             "continuity_warm_start": self.continuity_warm_start,
             "fill_foreign_peaks": bool(self.fill_foreign_peaks),
+            "foreign_fill_step": float(self.foreign_fill_step),
             "merge_threshold": "none" if self.merge_threshold is None else self.merge_threshold,
             "max_merges": self.max_merges,
             "separate_halo": bool(self.separate_halo),
