@@ -420,17 +420,30 @@ def _owned_sources(
     k, n_src = fp.shape[0], tp.shape[0]
     owned = np.zeros((k, n_src), dtype=bool)
     used = fitted.reshape(-1)
-    basis = tp.reshape(n_src, -1)[:, used]
-    basis = basis / np.maximum(basis.sum(axis=1, keepdims=True), 1e-300)
+    basis = _unit_sum(tp.reshape(n_src, -1)[:, used])
     for c in range(k):
         if own[c] >= 0:
             owned[c, own[c]] = True
-        pattern = fp[c].reshape(-1)[used]
-        total = float(pattern.sum())
-        if total > 0 and used.any():
-            shares, _ = nnls(basis.T, pattern / total)
+        if used.any() and fp[c].reshape(-1)[used].sum() > 0:
+            shares, _ = _shares(fp[c].reshape(-1)[used], basis)
             owned[c] |= crystal & (shares >= OWN_SHARE)
     return owned
+
+
+def _unit_sum(rows: np.ndarray) -> np.ndarray:
+    """``(n, M)`` rows each scaled to sum 1 (empty rows stay zero)."""
+    return rows / np.maximum(rows.sum(axis=1, keepdims=True), 1e-300)
+
+
+def _shares(pattern: np.ndarray, basis: np.ndarray) -> tuple[np.ndarray, float]:
+    """Non-negative least-squares shares of ``basis`` ``(n, M)`` rows in a ``(M,)`` pattern.
+
+    The pattern is scaled to sum 1 first; returns the ``(n,)`` shares and the residual's
+    norm relative to the scaled pattern's.
+    """
+    scaled = pattern / max(float(pattern.sum()), 1e-300)
+    shares, rnorm = nnls(basis.T, scaled)
+    return shares, rnorm / max(float(np.linalg.norm(scaled)), 1e-300)
 
 
 def hole_depth_of_truth(
@@ -558,15 +571,13 @@ def pattern_mixture(
     if "fit_mask" in result.variables:
         used = np.asarray(result["fit_mask"].values, dtype=bool).reshape(-1)
         tp, fp = tp[:, used], fp[:, used]
-    tp = tp / np.maximum(tp.sum(axis=1, keepdims=True), 1e-300)
+    tp = _unit_sum(tp)
     mixture = np.full((n_src, n_src), np.nan)
     residual = np.full(n_src, np.nan)
     for source, component in enumerate(np.asarray(match["component"].values)):
         if component < 0:
             continue
-        pattern = fp[component] / max(float(fp[component].sum()), 1e-300)
-        mixture[source], rnorm = nnls(tp.T, pattern)
-        residual[source] = rnorm / max(float(np.linalg.norm(pattern)), 1e-300)
+        mixture[source], residual[source] = _shares(fp[component], tp)
     sources = truth["source"].values if "source" in truth.coords else np.arange(n_src)
     return xr.Dataset(
         {
