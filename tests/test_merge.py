@@ -10,12 +10,7 @@ import pytest
 
 from dask_stemnmf import ConstrainedNMF, simulate_scan
 from dask_stemnmf.errors import ConvergenceWarning, InputError
-from dask_stemnmf.nmf.merge import (
-    coherent_excess,
-    duplicate_pair,
-    merge_columns,
-    residual_seed,
-)
+from dask_stemnmf.nmf.merge import duplicate_pair, merge_columns, residual_seed
 from dask_stemnmf.nmf.stats import Transform
 
 
@@ -87,51 +82,6 @@ def test_the_seed_lies_on_the_source_the_model_lacks():
     np.testing.assert_allclose(pattern.sum(), 1.0)
     # the amplitude fits the missing source's map at its centre to a third
     assert 100 < blob[15, 6] < 500
-
-
-def _weak_blob_scan(seed: int, chunks: tuple[int, int]):
-    """A flat background the model knows and a faint spot pattern under a probe-sized blob."""
-    rng = np.random.default_rng(seed)
-    ny, nx, m = 40, 40, 200
-    yy, xx = np.mgrid[:ny, :nx]
-    background = np.full((m, 1), 1.0 / m)
-    spots = np.zeros(m)
-    spots[[11, 57, 120, 181]] = 0.25
-    blob = 28.0 * np.exp(-((yy - 27) ** 2 + (xx - 12) ** 2) / (2 * 2.0**2))
-    lam = 4000.0 * background[:, 0] + blob[..., None] * spots
-    counts = rng.poisson(lam).astype(np.float32)
-    data = da.from_array(counts, chunks=(*chunks, m))
-    C = da.from_array(np.full((ny, nx, 1), 4000.0, dtype=np.float32), chunks=(*chunks, 1))
-    return counts, data, C, background, spots
-
-
-@pytest.mark.parametrize("chunks", [(40, 40), (7, 40), (13, 9)])
-def test_the_seed_finds_a_faint_source_that_no_single_position_shows(chunks):
-    """Averaged over the probe, a faint source's residual adds up while noise averages down."""
-    counts, data, C, S, _ = _weak_blob_scan(5, chunks)
-    excess = coherent_excess(data, C, S, probe_px=3.0)
-    assert excess.shape == (40, 40)
-    peak = np.unravel_index(np.argmax(excess), excess.shape)
-    assert abs(peak[0] - 27) <= 2 and abs(peak[1] - 12) <= 2
-    # where the model explains the data, the excess is about zero (noise only)
-    far = excess[:15, 20:]
-    assert abs(float(np.median(far))) < 0.05
-    # the same source does not stand out in the energy of single positions' residuals
-    residual = counts - 4000.0 / 200
-    energy = ((residual**2).sum(axis=-1) - 4000.0) / 4000.0
-    single = np.unravel_index(np.argmax(energy), energy.shape)
-    assert abs(single[0] - 27) > 2 or abs(single[1] - 12) > 2
-    blob, pattern = residual_seed(data, C, S, 3.0)
-    assert np.unravel_index(np.argmax(blob), blob.shape) == peak
-    assert set(np.argsort(pattern)[-4:]) == {11, 57, 120, 181}
-
-
-def test_the_excess_does_not_depend_on_the_chunking():
-    _, whole, C1, S, _ = _weak_blob_scan(6, (40, 40))
-    _, split, C2, _, _ = _weak_blob_scan(6, (6, 11))
-    a = coherent_excess(whole, C1, S, probe_px=2.5)
-    b = coherent_excess(split, C2, S, probe_px=2.5)
-    np.testing.assert_allclose(a, b, atol=1e-3)  # float32 products of the smoothed data
 
 
 def test_the_seed_respects_the_fitted_pixels():

@@ -9,8 +9,8 @@ solution. When the fit has converged, :func:`duplicate_pair` finds the two compo
 diffractions are most alike; if their cosine exceeds a threshold they are merged into one
 (:func:`merge_columns`, which keeps the model's product for a true duplicate) and the freed
 component starts again as a Gaussian blob (standard deviation one probe FWHM) where the
-probe-smoothed residual exceeds the model's Poisson noise most, with the residual's pattern
-there (:func:`residual_seed`); the fit then goes on.
+counts exceed the model's Poisson noise most, with the residual's pattern there
+(:func:`residual_seed`); the fit then goes on.
 
 Measured on 16 scans of both generators (48 x 48, 1,500-20,000 e/pattern; README, "Merging
 duplicates"): the mean map cosine of the visible precipitates rose on 9 and fell on 2 (by at
@@ -24,11 +24,11 @@ from __future__ import annotations
 import dask
 import dask.array as da
 import numpy as np
+from scipy import ndimage
 
-from .._kernels.smooth import gaussian_weights, smooth_positions
 from .stats import NO_TRANSFORM, Transform, data_products, row_statistics, s_statistics
 
-__all__ = ["coherent_excess", "duplicate_pair", "merge_columns", "residual_seed"]
+__all__ = ["duplicate_pair", "merge_columns", "residual_seed"]
 
 
 def duplicate_pair(S: np.ndarray, threshold: float) -> tuple[int, int] | None:
@@ -98,79 +98,6 @@ def merge_columns(
     return C @ move, S, weights
 
 
-def _smoothed(array: da.Array, weights: np.ndarray) -> da.Array:
-    """``array`` smoothed over its scan axes (zeros outside the scan), chunked as it was."""
-    radius = (weights.size - 1) // 2
-    depth = {0: radius, 1: radius, **{axis: 0 for axis in range(2, array.ndim)}}
-    out = da.map_overlap(
-        smooth_positions, array, weights=weights, depth=depth, boundary="none",
-        dtype=np.float32,
-    )  # fmt: skip
-    return out.rechunk(array.chunks)
-
-
-def coherent_excess(
-    data: da.Array,
-    C: da.Array,
-    S: np.ndarray,
-    probe_px: float,
-    transform: Transform = NO_TRANSFORM,
-    counts: bool = True,
-) -> np.ndarray:
-    """Per position, how far the probe-smoothed residual exceeds its counting noise.
-
-    A source the model lacks leaves the same residual pattern at every position under it;
-    averaged over a probe-sized neighbourhood (a Gaussian of the probe's FWHM) that pattern
-    adds up while the counting noise averages down, so a small precipitate stands out where
-    the energy of single positions' residuals does not (measured: the missing 1.6 nm
-    precipitate of a kinematic scan at 4,000 e/pattern ranked 11th among interior positions
-    by single-position energy, first by this). The energy of the smoothed residual,
-    ``||w * d - (w * c) S^T||^2``, comes from one pass over the smoothed data; its expected
-    noise is ``w^2 *`` the model's counts (one per fitted pixel for noise-normalised data).
-
-    Parameters
-    ----------
-    data
-        ``(scan_y, scan_x, *signal)`` scan.
-    C
-        ``(scan_y, scan_x, K)`` maps in the scale of ``S``.
-    S
-        ``(M, K)`` diffractions over the fitted pixels, each summing to 1.
-    probe_px
-        Probe FWHM in scan pixels: the smoothing's FWHM.
-    transform
-        Fitted pixels and normalisation factors of the fit.
-    counts
-        Whether the fitted values are counts (Poisson noise equals the model).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(scan_y, scan_x)`` float64: the smoothed residual's energy less its expected noise,
-        over that noise (dimensionless; about 0 where the model explains the data).
-    """
-    ny, nx = C.shape[:2]
-    m = S.shape[0]
-    weights = gaussian_weights(max(probe_px, 1.0) / (2.0 * np.sqrt(2.0 * np.log(2.0))))
-    scaled = data
-    if transform.row_scale is not None:
-        rows_shape = (*transform.row_scale.shape, *(1,) * (data.ndim - 2))
-        scaled = data.astype(np.float32) * transform.row_scale.reshape(rows_shape)
-    columns = Transform(transform.pixels, transform.col_scale)
-    smooth_data, smooth_c = _smoothed(scaled, weights), _smoothed(C, weights)
-    P = data_products(smooth_data, S, columns)
-    rows = row_statistics(smooth_data, columns)[..., 1]
-    g = (S.T @ S).astype(np.float32)
-    fitted = (P * smooth_c).sum(axis=-1, dtype=np.float64)
-    modelled = ((smooth_c @ g) * smooth_c).sum(axis=-1, dtype=np.float64)
-    model_counts = C.sum(axis=-1, dtype=np.float64)
-    energy, counts_map = dask.compute(rows - 2.0 * fitted + modelled, model_counts)
-    per_position = counts_map if counts else np.full((ny, nx), float(m))
-    noise = smooth_positions(per_position, weights**2).astype(np.float64)
-    floor = float((weights**2).sum() ** 2)  # the noise of one count per position
-    return (energy - noise) / np.maximum(noise, floor)
-
-
 def residual_seed(
     data: da.Array,
     C: da.Array,
@@ -181,9 +108,11 @@ def residual_seed(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Start a fresh component where the data exceed the model most: ``(map, pattern)``.
 
-    Three passes over the data: where the probe-smoothed residual exceeds its counting noise
-    most (:func:`coherent_excess`), a Gaussian blob whose standard deviation is the probe's
-    FWHM (the width the README's measurements used), and the positive part of the residual's
+    Two passes over the data: the residual energy of each position (``||d_i||^2 - 2 d_i S
+    c_i + c_i S^T S c_i``), less what Poisson noise gives (the model's counts, or one per
+    fitted pixel for noise-normalised data), over the model's counts, smoothed over the probe;
+    then, about the largest excess, a Gaussian blob whose standard deviation is the probe's
+    FWHM (the width the README's measurements used) and the positive part of the residual's
     pattern under it, scaled to fit.
 
     Parameters
@@ -210,8 +139,20 @@ def residual_seed(
     """
     ny, nx = C.shape[:2]
     m = S.shape[0]
-    excess = coherent_excess(data, C, S, probe_px, transform, counts)
-    py, px = np.unravel_index(int(np.argmax(excess)), excess.shape)
+    P = data_products(data, S, transform)
+    rows = row_statistics(data, Transform(transform.pixels, transform.col_scale))[..., 1]
+    if transform.row_scale is not None:
+        rows = rows * transform.row_scale.astype(np.float64) ** 2
+    g = (S.T @ S).astype(np.float32)
+    fitted = (P * C).sum(axis=-1, dtype=np.float64)
+    modelled = ((C @ g) * C).sum(axis=-1, dtype=np.float64)
+    model_counts = C.sum(axis=-1, dtype=np.float64)
+    energy, counts_map = dask.compute(rows - 2.0 * fitted + modelled, model_counts)
+    noise = counts_map if counts else np.full((ny, nx), float(m))
+    excess = (energy - noise) / np.maximum(noise, 1.0)
+    sigma = max(probe_px, 1.0) / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    smooth = ndimage.gaussian_filter(excess, sigma, mode="nearest")
+    py, px = np.unravel_index(int(np.argmax(smooth)), smooth.shape)
     yy, xx = np.mgrid[:ny, :nx]
     width = max(probe_px, 1.0)
     blob = np.exp(-((yy - py) ** 2 + (xx - px) ** 2) / (2.0 * width**2))
