@@ -55,6 +55,11 @@ Solver = Literal["hals", "mu", "als"]
 STOP_WINDOW = 10
 
 
+def _number(value: Any) -> bool:
+    """Whether ``value`` is a plain real number (an int or a float, not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 class ConstrainedNMF:
     """Constrained non-negative matrix factorisation of a 4D-STEM scan (or spectrum image).
 
@@ -279,21 +284,17 @@ class ConstrainedNMF:
         if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
             raise InputError(f"random_state must be a non-negative integer, got {seed!r}")
         thr = self.merge_threshold
-        if thr is not None and not (
-            isinstance(thr, int | float) and not isinstance(thr, bool) and 0 < thr <= 1
-        ):
+        if thr is not None and not (_number(thr) and 0 < thr <= 1):
             raise InputError(f"merge_threshold={thr!r}; choose a cosine in (0, 1] or None")
         step = self.foreign_fill_step
-        if not (isinstance(step, int | float) and not isinstance(step, bool) and 0 < step <= 1):
+        if not (_number(step) and 0 < step <= 1):
             raise InputError(f"foreign_fill_step={step!r}; choose a share in (0, 1]")
         if not isinstance(self.max_merges, int | np.integer) or self.max_merges < 0:
             raise InputError(f"max_merges must be a non-negative integer, got {self.max_merges!r}")
         if self.negative not in ("clip", "offset", "refuse"):
             raise InputError(f"negative={self.negative!r}; choose 'clip', 'offset' or 'refuse'")
         res = self.map_resolution_nm
-        if res is not None and res not in ("probe", "auto") and not (
-            isinstance(res, int | float) and not isinstance(res, bool) and res > 0
-        ):
+        if res is not None and res not in ("probe", "auto") and not (_number(res) and res > 0):
             raise InputError(
                 f"map_resolution_nm={res!r}; choose 'auto', 'probe', a length in nm or None"
             )
