@@ -23,6 +23,7 @@ from .errors import InputError
 from .physics import bragg_disc_radius_inv_nm
 
 __all__ = [
+    "alike_groups",
     "cosine_matrix",
     "hole_depth",
     "hole_depth_of_truth",
@@ -51,9 +52,20 @@ def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def match_to_truth(
-    result: xr.Dataset, truth: xr.Dataset, pixels: np.ndarray | None = None
+    result: xr.Dataset,
+    truth: xr.Dataset,
+    pixels: np.ndarray | None = None,
+    *,
+    alike: float | None = None,
 ) -> xr.Dataset:
     """Match found components to true sources and score each match.
+
+    With ``alike``, true sources whose patterns are that alike (cosine over the compared
+    pixels, joined transitively) are one source to the factorisation: a phase in the same
+    orientation in two places scatters one diffraction, which one component with both
+    regions in its map represents exactly, and no factorisation can split. Such a group is
+    matched as one source (its patterns averaged by their counts, its maps summed) and every
+    member gets the group's component and scores.
 
     Parameters
     ----------
@@ -67,14 +79,20 @@ def match_to_truth(
     pixels
         ``(*signal)`` boolean: the pixels the diffractions are compared on (to compare
         several results on the same pixels); default the result's ``fit_mask``, else all.
+    alike
+        Cosine in ``(0, 1]`` above which true patterns count as one source; ``None``: every
+        source apart.
 
     Returns
     -------
     xarray.Dataset
         Along ``source``: ``component`` (the matched component, -1 when there are fewer
         components than sources and this source got none), ``diffraction_cosine`` and
-        ``map_cosine`` (NaN when unmatched).
+        ``map_cosine`` (NaN when unmatched), ``group`` (the lowest source index of the
+        source's group of alike sources; the source itself without ``alike``).
     """
+    if alike is not None and not 0 < alike <= 1:
+        raise InputError(f"alike must lie in (0, 1], not {alike!r}; or pass None")
     for name, ds, want in (
         ("result", result, ("maps", "diffractions")),
         ("truth", truth, ("true_maps", "true_patterns")),
@@ -101,23 +119,73 @@ def match_to_truth(
         tp, fp = tp[:, used], fp[:, used]
     tm = np.asarray(truth["true_maps"].values, dtype=np.float64).reshape(n_src, -1)
     fm = np.asarray(result["maps"].values, dtype=np.float64).reshape(k, -1)
-    cp, cm = cosine_matrix(tp, fp), cosine_matrix(tm, fm)
+    group = alike_groups(tp, alike) if alike is not None else np.arange(n_src)
+    heads, member = np.unique(group, return_inverse=True)
+    gp, gm = _merged_sources(tp, tm, member, heads.size)
+    cp, cm = cosine_matrix(gp, fp), cosine_matrix(gm, fm)
     rows, cols = linear_sum_assignment(-cp)
-    component = np.full(n_src, -1, dtype=np.int64)
-    dcos = np.full(n_src, np.nan)
-    mcos = np.full(n_src, np.nan)
+    component = np.full(heads.size, -1, dtype=np.int64)
+    dcos = np.full(heads.size, np.nan)
+    mcos = np.full(heads.size, np.nan)
     component[rows] = cols
     dcos[rows] = cp[rows, cols]
     mcos[rows] = cm[rows, cols]
     coords = {"source": truth["source"].values}
     return xr.Dataset(
         {
-            "component": (("source",), component),
-            "diffraction_cosine": (("source",), dcos),
-            "map_cosine": (("source",), mcos),
+            "component": (("source",), component[member]),
+            "diffraction_cosine": (("source",), dcos[member]),
+            "map_cosine": (("source",), mcos[member]),
+            "group": (("source",), group),
         },
         coords=coords,
     )
+
+
+def alike_groups(patterns: np.ndarray, alike: float) -> np.ndarray:
+    """Group patterns whose cosine is at least ``alike``, transitively (single linkage).
+
+    Parameters
+    ----------
+    patterns
+        ``(n, L)`` patterns.
+    alike
+        Cosine threshold in ``(0, 1]``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n,)`` int64: each pattern's group, named by its lowest member's index.
+    """
+    near = cosine_matrix(patterns, patterns) >= alike
+    group = np.arange(patterns.shape[0], dtype=np.int64)
+    for i in range(group.size):  # a few sources: join each pair's groups directly
+        for j in np.flatnonzero(near[i, i + 1 :]) + i + 1:
+            old, new = max(group[i], group[j]), min(group[i], group[j])
+            group[group == old] = new
+    return group
+
+
+def _merged_sources(
+    patterns: np.ndarray, maps: np.ndarray, member: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One pattern and map per group: patterns averaged by counts, maps summed.
+
+    ``patterns`` ``(n, L)`` and ``maps`` ``(n, N)`` of the sources, ``member`` ``(n,)`` each
+    source's group in ``[0, n_groups)``. A source contributes ``maps[s] x patterns[s]`` to
+    the scan; with each pattern scaled to sum 1 its map carries its counts, so the group's
+    map is the sum of its members' and its pattern their count-weighted mean.
+    """
+    if n_groups == patterns.shape[0]:
+        return patterns, maps
+    sums = patterns.sum(axis=1)
+    unit = patterns / np.where(sums == 0, 1.0, sums)[:, None]
+    counts = maps * sums[:, None]
+    gp = np.zeros((n_groups, patterns.shape[1]))
+    gm = np.zeros((n_groups, maps.shape[1]))
+    np.add.at(gp, member, unit * counts.sum(axis=1)[:, None])
+    np.add.at(gm, member, counts)
+    return gp, gm
 
 
 #: Pixels where a precipitate source's pattern exceeds this fraction of its maximum (its
@@ -289,8 +357,8 @@ def hole_depth(
     ).reshape(-1)
     if per_source.size != n_src:
         raise InputError(f"match has {per_source.size} entries for {n_src} sources")
-    own = np.full(k, -1, dtype=np.int64)
-    for s, c in enumerate(per_source):
+    own = np.full(k, -1, dtype=np.int64)  # the first source matched to each component
+    for s, c in reversed(list(enumerate(per_source))):
         if 0 <= c < k:
             own[c] = s
     if "true_class" in truth.variables:
@@ -298,7 +366,7 @@ def hole_depth(
     else:
         crystal = np.arange(n_src) >= 2
     crystal[0] = False  # the direct beam
-    owned = _owned_sources(fp, tp, fitted, own, crystal)
+    owned = _owned_sources(fp, tp, fitted, per_source, crystal)
 
     centre, radius = _beam_geometry(truth, tp[0])
     discs = [
@@ -409,21 +477,24 @@ OWN_SHARE = 0.1
 
 
 def _owned_sources(
-    fp: np.ndarray, tp: np.ndarray, fitted: np.ndarray, own: np.ndarray, crystal: np.ndarray
-) -> np.ndarray:
-    """Return ``(K, n_src)`` bool: the matched source and every precipitate a component holds.
+    fp: np.ndarray, tp: np.ndarray, fitted: np.ndarray, per_source: np.ndarray,
+    crystal: np.ndarray,
+) -> np.ndarray:  # fmt: skip
+    """Return ``(K, n_src)`` bool: the matched sources and every precipitate a component holds.
 
     ``fp`` ``(K, k_y, k_x)`` diffractions, ``tp`` ``(n_src, k_y, k_x)`` true patterns,
-    ``fitted`` ``(k_y, k_x)`` pixels to use, ``own`` ``(K,)`` matched source (-1: none),
-    ``crystal`` ``(n_src,)`` which sources are precipitates.
+    ``fitted`` ``(k_y, k_x)`` pixels to use, ``per_source`` ``(n_src,)`` each source's matched
+    component (-1: none; a group of alike sources shares one), ``crystal`` ``(n_src,)`` which
+    sources are precipitates.
     """
     k, n_src = fp.shape[0], tp.shape[0]
     owned = np.zeros((k, n_src), dtype=bool)
     used = fitted.reshape(-1)
     basis = _unit_sum(tp.reshape(n_src, -1)[:, used])
+    for s, c in enumerate(per_source):
+        if 0 <= c < k:
+            owned[c, s] = True
     for c in range(k):
-        if own[c] >= 0:
-            owned[c, own[c]] = True
         if used.any() and fp[c].reshape(-1)[used].sum() > 0:
             shares, _ = _shares(fp[c].reshape(-1)[used], basis)
             owned[c] |= crystal & (shares >= OWN_SHARE)
@@ -559,9 +630,9 @@ def pattern_mixture(
     xarray.Dataset
         ``mixture (source, part)``: the share of each true pattern ``part`` in the component
         matched to ``source`` (rows sum to about 1 when the residual is small);
-        ``own_share (source)``: its own pattern's share; ``residual (source)``: the relative
-        norm of what no combination of true patterns explains (noise, artefacts). NaN for
-        unmatched sources.
+        ``own_share (source)``: its own pattern's share (its group's, where ``match`` grouped
+        alike sources); ``residual (source)``: the relative norm of what no combination of
+        true patterns explains (noise, artefacts). NaN for unmatched sources.
     """
     if match is None:
         match = match_to_truth(result, truth)
@@ -579,10 +650,12 @@ def pattern_mixture(
             continue
         mixture[source], residual[source] = _shares(fp[component], tp)
     sources = truth["source"].values if "source" in truth.coords else np.arange(n_src)
+    group = np.asarray(match["group"].values) if "group" in match else np.arange(n_src)
+    own = np.array([mixture[s, group == group[s]].sum() for s in range(n_src)])
     return xr.Dataset(
         {
             "mixture": (("source", "part"), mixture),
-            "own_share": (("source",), np.diagonal(mixture).copy()),
+            "own_share": (("source",), own),
             "residual": (("source",), residual),
         },
         coords={"source": sources, "part": sources},

@@ -61,6 +61,55 @@ def test_a_permuted_and_scaled_truth_scores_one_and_pixels_restrict_the_comparis
     assert np.isnan(few["map_cosine"].values[2])
 
 
+def test_alike_sources_are_matched_as_one_source_with_their_maps_summed():
+    # sources 1 and 3: one phase in one orientation in two places (patterns 0.99 alike); a
+    # fit holds them in one component whose map covers both regions, and a spare component
+    rng = np.random.default_rng(4)
+    patterns = rng.random((4, 5, 5)) ** 8
+    patterns[3] = patterns[1] * (1 + 0.05 * rng.random((5, 5)))
+    maps = np.zeros((4, 6, 6))
+    maps[0] = 1.0
+    maps[1, :2, :2] = 2.0
+    maps[2, 3:, :2] = 1.5
+    maps[3, 3:, 4:] = 0.5
+    truth = fake(maps, patterns, prefix="true_")
+    counts = lambda s: patterns[s].sum()  # noqa: E731
+    joined = maps[1] * counts(1) + maps[3] * counts(3)
+    mixed = maps[1].sum() * patterns[1] + maps[3].sum() * patterns[3]  # counts-weighted
+    result = fake(
+        np.stack([rng.random((6, 6)), maps[2], joined, maps[0]]),
+        np.stack([rng.random((5, 5)), patterns[2], mixed, patterns[0]]),
+    )
+    apart = match_to_truth(result, truth)
+    np.testing.assert_array_equal(apart["group"].values, [0, 1, 2, 3])
+    assert apart["map_cosine"].values[[1, 3]].min() < 0.9  # each holds half the map
+    got = match_to_truth(result, truth, alike=0.95)
+    np.testing.assert_array_equal(got["group"].values, [0, 1, 2, 1])
+    np.testing.assert_array_equal(got["component"].values, [3, 2, 1, 2])
+    np.testing.assert_allclose(got["map_cosine"].values, 1.0)
+    np.testing.assert_allclose(got["diffraction_cosine"].values, 1.0, atol=1e-12)
+    # the group's own share counts both members' patterns
+    shares = pattern_mixture(result, truth, match=got)
+    assert shares["own_share"].values[1] == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(InputError, match="alike"):
+        match_to_truth(result, truth, alike=1.5)
+
+
+def test_alike_groups_join_transitively_and_only_above_the_threshold():
+    from dask_stemnmf.evaluate import alike_groups
+
+    a = np.array([1.0, 0.0, 0.0])
+    b = np.array([0.9, 0.44, 0.0])  # cos(a, b) ~ 0.90
+    c = np.array([0.6, 0.8, 0.0])  # cos(b, c) ~ 0.89, cos(a, c) = 0.6
+    d = np.array([0.0, 0.0, 1.0])
+    patterns = np.stack([d, c, a, b])
+    cos = lambda u, v: u @ v / np.linalg.norm(u) / np.linalg.norm(v)  # noqa: E731
+    assert cos(a, b) > 0.895 and 0.88 < cos(b, c) < 0.895
+    np.testing.assert_array_equal(alike_groups(patterns, 0.895), [0, 1, 2, 2])
+    np.testing.assert_array_equal(alike_groups(patterns, 0.88), [0, 1, 1, 1])
+    np.testing.assert_array_equal(alike_groups(patterns, 1.0), [0, 1, 2, 3])
+
+
 def test_mismatched_inputs_are_refused():
     rng = np.random.default_rng(2)
     truth = fake(rng.random((2, 4, 4)), rng.random((2, 5, 5)), prefix="true_")
