@@ -73,6 +73,15 @@ SPLIT_DIP = 0.2
 #: rotation is at least this share of the best over rotations.
 SAME_ORIENTATION = 0.8
 
+#: A precipitate of one class is another class's precipitate seen through a mixture (a
+#: component holding a share of the other's diffraction, so its map repeats the other's
+#: region, weaker) when the two regions coincide (intersection over union at least
+#: :data:`SHARED_OVERLAP`) and its members hold less than :data:`SHARED_COUNTS` of the
+#: other's counts there. Two crystals of different phases stacked in the beam hold
+#: comparable counts where they coincide, and a small one in front of a large one covers
+#: only a part of its region.
+SHARED_OVERLAP, SHARED_COUNTS = 0.5, 0.5
+
 
 def crystallinity(polar: np.ndarray) -> np.ndarray:
     """Share of each polar pattern's variance that lies along the azimuth.
@@ -615,7 +624,8 @@ def classify(
         ``precipitate_rotation_deg``, ``precipitate_component``, ``precipitate_significance``;
         ``linkage`` ``(merge, 4)`` (scipy's, over the crystalline components in order) and
         ``dendrogram_order``; attrs with the cut, the options, ``min_precipitate_area_px``
-        and ``dropped_regions`` (regions too small or not significant).
+        and ``dropped_regions`` (regions too small, not significant, or another class's
+        precipitate repeated in a mixed component's map).
     """
     for var in ("maps", "diffractions"):
         if var not in result.variables:
@@ -918,6 +928,36 @@ def _join_split_pieces(
     return groups
 
 
+def _excess_counts(member_map: np.ndarray, region: np.ndarray) -> float:
+    """Return the counts a member's map holds in a region above its median (its baseline)."""
+    return float(np.maximum(member_map - np.median(member_map), 0.0)[region].sum())
+
+
+def _not_shared(
+    rows: list[tuple[Any, ...]], where: list[np.ndarray], held: list[float]
+) -> list[int]:
+    """Return the precipitates to keep: those not another class's seen through a mixture.
+
+    ``rows`` (``row[0]`` the class), ``where`` each one's ``(scan_y, scan_x)`` region and
+    ``held`` its counts. Going from the most counts down, a precipitate is dropped where it
+    coincides with a kept one of another class (:data:`SHARED_OVERLAP`) and holds less than
+    :data:`SHARED_COUNTS` of its counts.
+    """
+    keep: list[int] = []
+    for i in sorted(range(len(rows)), key=lambda i: -held[i]):
+        shared = False
+        for j in keep:
+            if rows[j][0] == rows[i][0] or held[i] >= SHARED_COUNTS * held[j]:
+                continue
+            union = int((where[i] | where[j]).sum())
+            if union and (where[i] & where[j]).sum() >= SHARED_OVERLAP * union:
+                shared = True
+                break
+        if not shared:
+            keep.append(i)
+    return sorted(keep)
+
+
 def _dip_between(image: np.ndarray, p: np.ndarray, q: np.ndarray) -> bool:
     """Whether the image falls between two points by more than :data:`SPLIT_DIP`."""
     steps = int(np.ceil(2 * np.hypot(*(p - q)))) + 2
@@ -950,12 +990,15 @@ def _precipitates(
     (``aligned``) are one precipitate (a particle shared by two components), so that two
     touching precipitates of one phase, seen by two components, stay two while the class
     map would join them, even where the probe blurs them into one another (two crystals of
-    a phase at other rotations, 0.9 nm apart, in the demo). Returns the table and the number
-    of regions dropped.
+    a phase at other rotations, 0.9 nm apart, in the demo). A precipitate of one class that
+    is another class's, repeated weaker in a mixed component's map, is dropped
+    (:func:`_not_shared`). Returns the table and the number of regions dropped.
     """
     ys, xs = result["scan_y"], result["scan_x"]
     pixel_area = _step(ys) * _step(xs)
     rows: list[tuple[int, float, float, float, float, int, float]] = []
+    where: list[np.ndarray] = []  # each row's region
+    held: list[float] = []  # each row's counts above its members' maps' medians
     dropped = 0
     for c in range(n_cls):
         members = np.flatnonzero(label == c)
@@ -990,6 +1033,11 @@ def _precipitates(
                 c, _scan_coord(ys, cy), _scan_coord(xs, cx), float(inside.sum()) * pixel_area,
                 float(rotation[main[1]]), main[1], max(g[2] for g in group),
             ))  # fmt: skip
+            where.append(inside)
+            held.append(sum(_excess_counts(maps[g[1]], g[0]) for g in group))
+    keep = _not_shared(rows, where, held)
+    dropped += len(rows) - len(keep)
+    rows = [rows[i] for i in keep]
     cols = list(zip(*rows, strict=True)) if rows else [[] for _ in range(7)]
     return {
         "precipitate_class": np.asarray(cols[0], dtype=np.int64),
