@@ -18,6 +18,8 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment, nnls
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
 
 from .errors import InputError
 from .physics import bragg_disc_radius_inv_nm
@@ -158,12 +160,11 @@ def alike_groups(patterns: np.ndarray, alike: float) -> np.ndarray:
         ``(n,)`` int64: each pattern's group, named by its lowest member's index.
     """
     near = cosine_matrix(patterns, patterns) >= alike
-    group = np.arange(patterns.shape[0], dtype=np.int64)
-    for i in range(group.size):  # a few sources: join each pair's groups directly
-        for j in np.flatnonzero(near[i, i + 1 :]) + i + 1:
-            old, new = max(group[i], group[j]), min(group[i], group[j])
-            group[group == old] = new
-    return group
+    _, label = connected_components(csr_matrix(near), directed=False)
+    n = patterns.shape[0]
+    lowest = np.full(n, n, dtype=np.int64)
+    np.minimum.at(lowest, label, np.arange(n))
+    return lowest[label]
 
 
 def _merged_sources(
@@ -358,8 +359,8 @@ def hole_depth(
     if per_source.size != n_src:
         raise InputError(f"match has {per_source.size} entries for {n_src} sources")
     own = np.full(k, -1, dtype=np.int64)  # the first source matched to each component
-    for s, c in reversed(list(enumerate(per_source))):
-        if 0 <= c < k:
+    for s, c in enumerate(per_source):
+        if 0 <= c < k and own[c] < 0:
             own[c] = s
     if "true_class" in truth.variables:
         crystal = np.asarray(truth["true_class"].values).reshape(-1) >= 0
