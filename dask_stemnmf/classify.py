@@ -73,13 +73,13 @@ SPLIT_DIP = 0.2
 #: rotation is at least this share of the best over rotations.
 SAME_ORIENTATION = 0.8
 
-#: A precipitate of one class is another class's precipitate seen through a mixture (a
-#: component holding a share of the other's diffraction, so its map repeats the other's
-#: region, weaker) when the two regions coincide (intersection over union at least
-#: :data:`SHARED_OVERLAP`) and its members hold less than :data:`SHARED_COUNTS` of the
-#: other's counts there. Two crystals of different phases stacked in the beam hold
-#: comparable counts where they coincide, and a small one in front of a large one covers
-#: only a part of its region.
+#: A precipitate is another one seen through a mixture (a component holding a share of the
+#: other's diffraction, so its map repeats the other's region, weaker) when the two regions
+#: coincide (intersection over union at least :data:`SHARED_OVERLAP`) and its members hold
+#: less than :data:`SHARED_COUNTS` of the other's counts there; of another class, or of the
+#: same class seen in another orientation (regions of one class and orientation are joined
+#: before). Two crystals stacked in the beam hold comparable counts where they coincide,
+#: and a small one in front of a large one covers only a part of its region.
 SHARED_OVERLAP, SHARED_COUNTS = 0.5, 0.5
 
 
@@ -933,21 +933,20 @@ def _excess_counts(member_map: np.ndarray, region: np.ndarray) -> float:
     return float(np.maximum(member_map - np.median(member_map), 0.0)[region].sum())
 
 
-def _not_shared(
-    rows: list[tuple[Any, ...]], where: list[np.ndarray], held: list[float]
-) -> list[int]:
-    """Return the precipitates to keep: those not another class's seen through a mixture.
+def _not_shared(where: list[np.ndarray], held: list[float]) -> list[int]:
+    """Return the precipitates to keep: those not another one seen through a mixture.
 
-    ``rows`` (``row[0]`` the class), ``where`` each one's ``(scan_y, scan_x)`` region and
-    ``held`` its counts. Going from the most counts down, a precipitate is dropped where it
-    coincides with a kept one of another class (:data:`SHARED_OVERLAP`) and holds less than
-    :data:`SHARED_COUNTS` of its counts.
+    ``where`` is each precipitate's ``(scan_y, scan_x)`` region and ``held`` its counts.
+    Going from the most counts down, a precipitate is dropped where it coincides with a kept
+    one (:data:`SHARED_OVERLAP`) and holds less than :data:`SHARED_COUNTS` of its counts,
+    whatever the two classes: a mixed component of the same phase repeats a region in
+    another orientation, as one of another phase does.
     """
     keep: list[int] = []
-    for i in sorted(range(len(rows)), key=lambda i: -held[i]):
+    for i in sorted(range(len(where)), key=lambda i: -held[i]):
         shared = False
         for j in keep:
-            if rows[j][0] == rows[i][0] or held[i] >= SHARED_COUNTS * held[j]:
+            if held[i] >= SHARED_COUNTS * held[j]:
                 continue
             union = int((where[i] | where[j]).sum())
             if union and (where[i] & where[j]).sum() >= SHARED_OVERLAP * union:
@@ -990,9 +989,10 @@ def _precipitates(
     (``aligned``) are one precipitate (a particle shared by two components), so that two
     touching precipitates of one phase, seen by two components, stay two while the class
     map would join them, even where the probe blurs them into one another (two crystals of
-    a phase at other rotations, 0.9 nm apart, in the demo). A precipitate of one class that
-    is another class's, repeated weaker in a mixed component's map, is dropped
-    (:func:`_not_shared`). Returns the table and the number of regions dropped.
+    a phase at other rotations, 0.9 nm apart, in the demo). A precipitate that is another's
+    (of another class, or of its class in another orientation), repeated weaker in a mixed
+    component's map, is dropped (:func:`_not_shared`). Returns the table and the number of
+    regions dropped.
     """
     ys, xs = result["scan_y"], result["scan_x"]
     pixel_area = _step(ys) * _step(xs)
@@ -1035,7 +1035,7 @@ def _precipitates(
             ))  # fmt: skip
             where.append(inside)
             held.append(sum(_excess_counts(maps[g[1]], g[0]) for g in group))
-    keep = _not_shared(rows, where, held)
+    keep = _not_shared(where, held)
     dropped += len(rows) - len(keep)
     rows = [rows[i] for i in keep]
     cols = list(zip(*rows, strict=True)) if rows else [[] for _ in range(7)]

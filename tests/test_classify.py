@@ -314,23 +314,33 @@ def test_one_row_per_precipitate(scan):
     assert max(d for _, d in centres_found(scan, classes, fwhm)) < fwhm
 
 
-def test_a_precipitate_repeated_in_a_mixed_map_is_one_row(scan):
-    """A component that holds a share of another phase's precipitate repeats that
-    precipitate's region, weaker, in its map: one row, not two; where the counts there are
-    comparable (two crystals of different phases stacked in the beam) both stay."""
+@pytest.mark.parametrize("same_class", [False, True])
+def test_a_precipitate_repeated_in_a_mixed_map_is_one_row(scan, same_class):
+    """A component that holds a share of another precipitate's diffraction repeats that
+    precipitate's region, weaker, in its map: one row, not two, whether the mixed component
+    is of another phase or of the same phase in another orientation; where the counts there
+    are comparable (two crystals stacked in the beam) both stay."""
     noisy = fit_like(scan, np.random.default_rng(4))
     n_rows = classify(noisy).sizes["precipitate"]
     assert n_rows == scan.sizes["source"] - 2
     peak = noisy["maps"].values.reshape(noisy.sizes["component"], -1).max(axis=1)
     cls = scan["true_class"].values[2:]
-    big = int(np.argmax(peak))
-    small = max((j for j in range(cls.size) if cls[j] != cls[big]), key=lambda j: -peak[j])
+    if same_class:  # the two of a phase whose diffractions are least alike unrotated
+        true = scan["true_patterns"].values[2:].reshape(cls.size, -1)
+        unit = true / np.linalg.norm(true, axis=1, keepdims=True)
+        pairs = [(i, j) for i in range(cls.size) for j in range(cls.size)
+                 if i != j and cls[i] == cls[j] and peak[i] > peak[j]]  # fmt: skip
+        big, small = min(pairs, key=lambda p: float(unit[p[0]] @ unit[p[1]]))
+    else:  # the brightest, and the faintest of another phase
+        big = int(np.argmax(peak))
+        small = min((j for j in range(cls.size) if cls[j] != cls[big]), key=lambda j: peak[j])
     fwhm = scan.attrs["probe_fwhm_nm"]
     where = np.array([float(scan[f"true_centre_{a}"][big + 2]) for a in ("y", "x")])
     for share, rows_there in ((0.3, 1), (1.0, 2)):
         mixed = noisy.copy(deep=True)
         mixed["maps"].values[small] += share * noisy["maps"].values[big]
         classes = classify(mixed)
+        assert (classes["class_label"].values == classify(noisy)["class_label"].values).all()
         at = np.stack([classes["centroid_y_nm"].values, classes["centroid_x_nm"].values], -1)
         there = np.hypot(*(at - where).T) < fwhm
         assert there.sum() == rows_there, (share, classes["precipitate_component"].values)
