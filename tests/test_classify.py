@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import xarray as xr
 
 from dask_stemnmf import InputError, classify, decompose, match_to_truth, simulate_scan
 from dask_stemnmf.classify import (
+    _cluster,
     crystallinity,
     crystallinity_significance,
     cut_height,
@@ -360,6 +363,26 @@ def test_probe_area_from_the_fits_attributes(scan):
 
 # the smallest radius (nm) at which every precipitate of these scans was crystalline
 DETECTED_RADIUS_NM = {1500: 1.3, 5000: 0.9, 20000: 0.8}
+
+
+def test_the_default_linkage_keeps_a_close_phase_apart_from_its_neighbour():
+    """Distances between noise-corrected components as measured in a kinematic fit (4,000
+    e/pattern, seed 2): three components of CuZr2 0-0.02 apart, and the one CuZr component
+    0.12, 0.12 and 0.17 from them (the two phases' true patterns are 0.17 apart). Average
+    linkage joins it to them (mean 0.137, under the 0.15 cut); complete linkage, the
+    default, asks every pair of a class to lie within the cut and keeps two classes."""
+    d = np.array([
+        [0.00, 0.12, 0.12, 0.17],
+        [0.12, 0.00, 0.00, 0.02],
+        [0.12, 0.00, 0.00, 0.01],
+        [0.17, 0.02, 0.01, 0.00],
+    ])  # fmt: skip
+    default = inspect.signature(classify).parameters["linkage"].default
+    labels, *_ = _cluster(1.0 - d, default, None, None, 0.15, 0.15)
+    assert default == "complete" and len(set(labels)) == 2 and labels[0] != labels[1]
+    assert (labels[1:] == labels[1]).all()
+    labels, *_ = _cluster(1.0 - d, "average", None, None, 0.15, 0.15)
+    assert len(set(labels)) == 1
 
 
 def test_default_cut_across_doses_phases_and_rotations():

@@ -45,10 +45,26 @@ def run(capsys, *argv):
 # ---- configuration ----------------------------------------------------------------------
 
 
+def test_the_readmes_job_file_lists_every_key_with_its_default():
+    """The README's "All keys, with their defaults" block is the configuration's defaults."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"All keys, with their defaults:\n\n```yaml\n(.*?)```", text, re.S)
+    assert block is not None
+    listed = yaml.safe_load(block.group(1))
+    defaults = resolve_config({}, {})
+    defaults["job"].update(input="scan.zarr", output="result.zarr")  # the example's names
+    assert listed == defaults
+
+
 def test_config_defaults_overrides_and_refusals(tmp_path):
     cfg = resolve_config({"nmf": {"n_components": 7}}, {"nmf.max_iter": 9, "job.input": None})
     assert cfg["nmf"]["n_components"] == 7 and cfg["nmf"]["max_iter"] == 9
-    assert cfg["classify"]["linkage"] == "average"
+    assert cfg["classify"]["linkage"] == "complete"
     cases = [
         ({"nmf": {"n_compnents": 3}}, "unknown key 'nmf.n_compnents'"),
         ({"nfm": {}}, "unknown section 'nfm'"),
