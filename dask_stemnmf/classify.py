@@ -390,8 +390,10 @@ def cut_height(
     that separates them is the largest *ratio* of consecutive heights (an absolute gap is
     fooled by two well-separated phases merging high). Heights below ``min_distance / 2``
     count as that, and the cut, at the geometric middle of the chosen gap, is never below
-    ``min_distance`` (items closer than that always share a class) nor above
-    ``max_distance`` (items farther apart never do).
+    ``min_distance`` nor above ``max_distance``. Under the default complete linkage items
+    farther apart than the cut never share a class and closer ones may still be kept apart
+    (where another member of the class lies farther); under average linkage items closer
+    than the cut always share one.
 
     The floor and ceiling are measured. On our simulator's phases, with
     :func:`phase_similarity` alone, distances within a phase stayed below 0.19 and those
@@ -404,14 +406,14 @@ def cut_height(
     components that mix two phases, and between phases at least 0.12 (0.06 in one fit
     whose component mixed the two close phases). There the largest relative gap no longer
     helps: with the cut kept within ``[0.08, 0.14]`` it chose 0.08 where a poor component
-    of one phase lay 0.10-0.16 from the others (the demo's fit). A fixed cut gave the same
-    mean ARI, 0.69 over those fits, anywhere from 0.14 to 0.16 (0.61 at 0.17, where the
-    close phases merge), against 0.57 for the old rule; it lowered one fit (2 phases, a
-    component 0.16 from its phase on average: 0.70 to 0.45). So the default is the middle
-    of that window, ``min_distance = max_distance = 0.15`` (measured with average linkage;
-    with complete linkage, the default since, 0.15 measured best again over the validation
-    grid's fits, see :func:`classify`). Without a ceiling the largest
-    ratio sometimes lies between phases: two similar lattices at 0.27 and a third at 0.8 put
+    of one phase lay 0.10-0.16 from the others (the demo's fit of that time). A fixed cut
+    gave the same mean ARI, 0.69 over those fits, anywhere from 0.14 to 0.16 (0.61 at 0.17,
+    where the close phases merge), against 0.57 for the old rule; it lowered one fit (2
+    phases, a component 0.16 from its phase on average: 0.70 to 0.45). So the default is
+    the middle of that window, ``min_distance = max_distance = 0.15`` (measured with average
+    linkage; with complete linkage, the default since, 0.15 tied best again, with 0.13, over
+    the validation grid's fits, see :func:`classify`). Without a ceiling the largest ratio
+    sometimes lies between phases: two similar lattices at 0.27 and a third at 0.8 put
     the cut at 0.46 and merged the two.
 
     Parameters
@@ -588,7 +590,8 @@ def classify(
         distances between noise-corrected patterns (:func:`noise_corrected`); both 0.15 by
         default, a fixed cut (:func:`cut_height` says why: within a phase distances stayed
         below 0.13 but for components mixing two phases, between phases above 0.12, and
-        cuts from 0.14 to 0.16 classified best).
+        cuts from 0.14 to 0.16 classified best with average linkage, from 0.13 to 0.16 with
+        complete linkage over the validation table's fits).
     crystallinity_threshold
         Components whose crystallinity is below this are not crystalline: the halo
         components that noise alone does not explain (holes where precipitates take the
@@ -631,8 +634,8 @@ def classify(
         ``precipitate_rotation_deg``, ``precipitate_component``, ``precipitate_significance``;
         ``linkage`` ``(merge, 4)`` (scipy's, over the crystalline components in order) and
         ``dendrogram_order``; attrs with the cut, the options, ``min_precipitate_area_px``
-        and ``dropped_regions`` (regions too small, not significant, or another class's
-        precipitate repeated in a mixed component's map).
+        and ``dropped_regions`` (regions too small, not significant, or another
+        precipitate repeated in a mixed component's map, of its class or another).
     """
     for var in ("maps", "diffractions"):
         if var not in result.variables:

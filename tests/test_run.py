@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,19 +47,21 @@ def run(capsys, *argv):
 
 
 def test_the_readmes_job_file_lists_every_key_with_its_default():
-    """The README's "All keys, with their defaults" block is the configuration's defaults."""
-    import re
-    from pathlib import Path
-
+    """The README's "All keys, with their defaults" block is the configuration's defaults,
+    values and types (``input`` and ``output`` have none; the block names examples)."""
     import yaml
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = re.search(r"All keys, with their defaults:\n\n```yaml\n(.*?)```", text, re.S)
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"All keys, with their defaults.*?```yaml\n(.*?)```", text, re.S)
     assert block is not None
     listed = yaml.safe_load(block.group(1))
     defaults = resolve_config({}, {})
-    defaults["job"].update(input="scan.zarr", output="result.zarr")  # the example's names
+    assert (defaults["job"]["input"], defaults["job"]["output"]) == (None, None)
+    defaults["job"].update(input="scan.zarr", output="result.zarr")
     assert listed == defaults
+    for section, values in defaults.items():
+        for key, value in values.items():
+            assert type(listed[section][key]) is type(value), (section, key)
 
 
 def test_config_defaults_overrides_and_refusals(tmp_path):
