@@ -324,8 +324,8 @@ def test_a_precipitate_repeated_in_a_mixed_map_is_one_row(scan, same_class):
     is of another phase or of the same phase in another orientation; where the counts there
     are comparable (two crystals stacked in the beam) both stay."""
     noisy = fit_like(scan, np.random.default_rng(4))
-    n_rows = classify(noisy).sizes["precipitate"]
-    assert n_rows == scan.sizes["source"] - 2
+    plain = classify(noisy)
+    assert plain.sizes["precipitate"] == scan.sizes["source"] - 2
     peak = noisy["maps"].values.reshape(noisy.sizes["component"], -1).max(axis=1)
     cls = scan["true_class"].values[2:]
     if same_class:  # the two of a phase whose diffractions are least alike unrotated
@@ -337,13 +337,15 @@ def test_a_precipitate_repeated_in_a_mixed_map_is_one_row(scan, same_class):
     else:  # the brightest, and the faintest of another phase
         big = int(np.argmax(peak))
         small = min((j for j in range(cls.size) if cls[j] != cls[big]), key=lambda j: peak[j])
+    label = plain["class_label"].values
+    assert (label[big] == label[small]) == same_class  # the case the parameter names
     fwhm = scan.attrs["probe_fwhm_nm"]
     where = np.array([float(scan[f"true_centre_{a}"][big + 2]) for a in ("y", "x")])
     for share, rows_there in ((0.3, 1), (1.0, 2)):
         mixed = noisy.copy(deep=True)
         mixed["maps"].values[small] += share * noisy["maps"].values[big]
         classes = classify(mixed)
-        assert (classes["class_label"].values == classify(noisy)["class_label"].values).all()
+        assert (classes["class_label"].values == label).all()
         at = np.stack([classes["centroid_y_nm"].values, classes["centroid_x_nm"].values], -1)
         there = np.hypot(*(at - where).T) < fwhm
         assert there.sum() == rows_there, (share, classes["precipitate_component"].values)
@@ -377,11 +379,14 @@ def test_the_default_linkage_keeps_a_close_phase_apart_from_its_neighbour():
         [0.12, 0.00, 0.00, 0.01],
         [0.17, 0.02, 0.01, 0.00],
     ])  # fmt: skip
-    default = inspect.signature(classify).parameters["linkage"].default
-    labels, *_ = _cluster(1.0 - d, default, None, None, 0.15, 0.15)
+    params = inspect.signature(classify).parameters
+    default = params["linkage"].default
+    cut = (params["min_distance"].default, params["max_distance"].default)
+    assert cut == (0.15, 0.15)  # the measured distances straddle this cut
+    labels, *_ = _cluster(1.0 - d, default, None, None, *cut)
     assert default == "complete" and len(set(labels)) == 2 and labels[0] != labels[1]
     assert (labels[1:] == labels[1]).all()
-    labels, *_ = _cluster(1.0 - d, "average", None, None, 0.15, 0.15)
+    labels, *_ = _cluster(1.0 - d, "average", None, None, *cut)
     assert len(set(labels)) == 1
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from dask_stemnmf import ConstrainedNMF, InputError, simulate_scan
 from dask_stemnmf.cli import main
@@ -49,8 +50,6 @@ def run(capsys, *argv):
 def test_the_readmes_job_file_lists_every_key_with_its_default():
     """The README's "All keys, with their defaults" block is the configuration's defaults,
     values and types (``input`` and ``output`` have none; the block names examples)."""
-    import yaml
-
     text = (REPO / "README.md").read_text()
     block = re.search(r"All keys, with their defaults.*?```yaml\n(.*?)```", text, re.S)
     assert block is not None

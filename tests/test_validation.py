@@ -111,4 +111,3 @@ def test_the_recovery_grid_pools_seeds_into_one_row(capsys):
     assert int(both["found / visible"].split("/")[1]) == sum(found)
     worst = min(float(r["pattern cos mean / min"].split("/")[1]) for r in (first[0], second[0]))
     assert float(both["pattern cos mean / min"].split("/")[1]) == worst
-
